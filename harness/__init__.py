@@ -1,0 +1,1 @@
+"""Optimizer benchmark harness: batched runs of optimizers on test problems, tracked in MLflow."""

@@ -1,0 +1,163 @@
+"""A job: validate, run every batch, compute statistics, log one MLflow run per member."""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from harness import runner
+from harness.plan import Batch, effective_lr, plan
+from harness.stats import member_stats
+from harness.tracking import RunRecord, Tracker, check_reachable, experiment_name, resolve_uri, sample_steps
+
+log = logging.getLogger("harness")
+
+
+@dataclass
+class MemberResult:
+    name: str
+    config: DictConfig
+    loss: np.ndarray
+    grad_norm: np.ndarray
+    trajectory: np.ndarray | None
+    elapsed: np.ndarray
+    started_at: float
+    reason: str
+    summary: dict[str, float]
+    tags: dict[str, str]
+    run_id: str | None = None
+
+
+def _functional_step(batch: Batch, x: torch.Tensor):
+    state = batch.optimizer.init([x])
+
+    def step(x, g):
+        nonlocal state
+        (x_new,), state = batch.optimizer.update([g], state, [x])
+        return x_new
+
+    return step
+
+
+def _torch_step(batch: Batch, x: torch.Tensor):
+    """A torch.optim optimizer driven through the same loop (one member). The closure hands
+    over the gradient the loop already has on its first call, and re-evaluates on later
+    calls (LBFGS's line search)."""
+    p = x.detach().clone().requires_grad_(True)
+    opt = batch.torch_class([p], **batch.torch_kwargs)
+
+    def step(x, g):
+        fresh = [True]
+
+        def closure():
+            if fresh[0]:
+                fresh[0] = False
+                p.grad = g.detach().clone()
+                return batch.problem.loss(p.detach()).sum()
+            opt.zero_grad()
+            f = batch.problem.loss(p).sum()
+            f.backward()
+            return f
+
+        with torch.no_grad():
+            p.copy_(x)
+        opt.step(closure)
+        return p.detach().clone()
+
+    return step
+
+
+def run_batch(batch: Batch) -> runner.BatchResult:
+    x = batch.problem.init()
+    step = _torch_step(batch, x) if batch.torch_class else _functional_step(batch, x)
+    with torch.no_grad():
+        return runner.run(batch.problem.loss_and_grad, x, step, batch.rules, batch.problem.f_star)
+
+
+def run_name(c: DictConfig, extra: list[str]) -> str:
+    parts = [c.optimizer.name, c.problem.name, f"lr={effective_lr(c):g}", f"seed={c.seed}"]
+    parts += [o.split(".")[-1] for o in extra if o.split("=")[0] not in ("lr", "seed")]
+    return "-".join(str(p) for p in parts)
+
+
+def results(batch: Batch, res: runner.BatchResult, overrides: list[list[str]]) -> list[MemberResult]:
+    out = []
+    minima = batch.problem.nearest_minimum(torch.as_tensor(res.final_x), batch.members[0].stats.basin_tol)
+    for i, c in enumerate(batch.members):
+        n = int(res.stop_step[i]) + 1
+        loss, gn = res.loss[:n, i], res.grad_norm[:n, i]
+        summary = member_stats(loss, gn, res.elapsed[:n], res.reason[i], batch.problem.f_star, list(c.stats.targets))
+        tags = {"problem": c.problem.name, "optimizer": c.optimizer.name, "stop_reason": res.reason[i]}
+        if batch.problem.minima:
+            m = minima[i]
+            tags["basin"] = m.name if m else "none"
+            summary["global_min_reached"] = float(bool(m) and m.kind == "global")
+        traj = None if res.trajectory is None else res.trajectory[:n, i]
+        c.lr = float(effective_lr(c))
+        out.append(MemberResult(run_name(c, overrides[i]), c, loss, gn, traj, res.elapsed[:n], res.started_at, res.reason[i], summary, tags))
+    return out
+
+
+def flatten(d, prefix="") -> dict[str, str]:
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = str(v)
+    return out
+
+
+def record(r: MemberResult, f_star: float | None) -> RunRecord:
+    """The MLflow run of one member: params (flattened resolved config), tags, curves, artifacts."""
+    cfg = OmegaConf.to_container(r.config)
+    cfg.pop("tracking", None)
+    params = flatten(cfg)
+    params.update(problem=r.config.problem.name, optimizer=r.config.optimizer.name)
+    curves = {"loss": r.loss, "grad_norm": r.grad_norm}
+    if f_star is not None:
+        curves["suboptimality"] = np.maximum(r.loss - f_star, 0.0)
+    artifacts = {"config.yaml": OmegaConf.to_yaml(r.config)}
+    if r.trajectory is not None:
+        idx = sample_steps(len(r.loss))
+        cols = ",".join(f"x{j + 1}" for j in range(r.trajectory.shape[1]))
+        rows = [f"{i}," + ",".join(repr(float(v)) for v in r.trajectory[i]) + f",{float(r.loss[i])!r}" for i in idx]
+        artifacts["trajectory.csv"] = f"step,{cols},loss\n" + "\n".join(rows) + "\n"
+    summary = {k: v for k, v in r.summary.items() if not (k == "linear_rate" and math.isnan(v))}
+    return RunRecord(r.name, params, r.tags, summary, curves, r.started_at, r.elapsed, artifacts)
+
+
+def run_job(cfg: DictConfig) -> list[dict]:
+    """Run one job (a single run, or one group of sweep members). Everything is validated
+    before any MLflow run exists; a run is created only once its member has finished."""
+    batches, overrides = plan(cfg)
+    parent = cfg.tracking.parent_run_id
+    uri = resolve_uri(cfg.tracking.uri)
+    if parent is None:  # a sweep's launcher checked the store already
+        check_reachable(uri)
+    tracker = Tracker(uri, experiment_name(cfg.tracking.experiment))
+    out = []
+    for batch, ov in zip(batches, overrides):
+        members = results(batch, run_batch(batch), ov)
+        ids = tracker.log_runs([record(r, batch.problem.f_star) for r in members], parent)
+        for r, run_id in zip(members, ids):
+            r.run_id = run_id
+            out.append(
+                {
+                    "run_id": r.run_id,
+                    "name": r.name,
+                    "problem": r.config.problem.name,
+                    "optimizer": r.config.optimizer.name,
+                    "lr": r.config.lr,
+                    "seed": r.config.seed,
+                    "stop_reason": r.reason,
+                    **r.summary,
+                }
+            )
+    return out

@@ -1,0 +1,193 @@
+"""Config -> validated objects. Every check on user input lives here, at the edge.
+
+A job's config may carry ``members``: the grid points (override strings such as
+``lr=0.01``) that the batch sweeper handed to this job. Each member becomes its own
+config; members that differ only in numbers run together as one :class:`Batch`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import json
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from harness.runner import StopRules
+from optimizers.base import ConfigError, Optimizer
+
+TOP_KEYS = ["problem", "optimizer", "lr", "steps", "seed", "dtype", "stop", "stats", "tracking", "members"]
+STOP_KEYS = ["grad_tol", "x_tol", "target_loss", "divergence_factor"]
+STATS_KEYS = ["targets", "basin_tol"]
+TRACKING_KEYS = ["uri", "experiment", "parent_run_id"]
+DTYPES = {"float64": torch.float64, "float32": torch.float32}
+META_KEYS = ("_target_", "name")  # problem / optimizer keys that are not constructor arguments
+
+
+@dataclass
+class Batch:
+    """Members that run as one batched program (or, for a torch.optim class, one member)."""
+
+    members: list[DictConfig]
+    problem: Any
+    optimizer: Optimizer | None  # functional, batched
+    torch_class: type | None  # a torch.optim.Optimizer class, run one member at a time
+    torch_kwargs: dict
+    rules: StopRules
+    dtype: torch.dtype
+
+
+def is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _require(key: str, value: Any, ok: bool, allowed: str) -> None:
+    if not ok:
+        raise ConfigError(f"{key}={value!r} is not allowed; allowed: {allowed}")
+
+
+def _unknown(section: str, keys, allowed) -> None:
+    for k in keys:
+        if k not in allowed:
+            raise ConfigError(f"unknown key '{section}{k}'; allowed: {', '.join(allowed)}")
+
+
+def import_target(key: str, path: Any):
+    try:
+        module, _, attr = str(path).rpartition(".")
+        return getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError, ValueError):
+        raise ConfigError(f"{key}={path!r} cannot be imported; allowed: a dotted path such as torch.optim.NAdam") from None
+
+
+def member_configs(cfg: DictConfig) -> list[tuple[DictConfig, list[str]]]:
+    """One config per member, each with its overrides applied, plus those override strings."""
+    base = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
+    members = base.pop("members", None)
+    OmegaConf.set_struct(base, False)
+    if not members:
+        return [(base, [])]
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parser = OverridesParser.create()
+    out = []
+    for overrides in members:
+        c = base.copy()
+        for o in parser.parse_overrides(list(overrides)):
+            OmegaConf.update(c, o.key_or_group, o.value(), merge=False)
+        out.append((c, list(overrides)))
+    return out
+
+
+def effective_lr(c: DictConfig) -> Any:
+    return c.lr if c.lr is not None else c.optimizer.get("lr")
+
+
+def validate_common(c: DictConfig) -> None:
+    """Checks that need only one member's config."""
+    _unknown("", c.keys(), TOP_KEYS)
+    for section, allowed in (("stop", STOP_KEYS), ("stats", STATS_KEYS), ("tracking", TRACKING_KEYS)):
+        _require(section, c.get(section), isinstance(c.get(section), DictConfig), "a mapping")
+        _unknown(section + ".", c[section].keys(), allowed)
+    lr = effective_lr(c)
+    _require("lr", lr, is_number(lr) and math.isfinite(lr) and lr > 0, "a number > 0")
+    _require("steps", c.steps, isinstance(c.steps, int) and not isinstance(c.steps, bool) and c.steps > 0, "an integer > 0")
+    _require("seed", c.seed, isinstance(c.seed, int) and not isinstance(c.seed, bool) and c.seed >= 0, "an integer >= 0")
+    _require("dtype", c.dtype, c.dtype in DTYPES, " | ".join(DTYPES))
+    for k in ("grad_tol", "x_tol", "target_loss"):
+        v = c.stop[k]
+        ok = v is None or (is_number(v) and (k == "target_loss" or v > 0))
+        _require(f"stop.{k}", v, ok, "null or a number" + ("" if k == "target_loss" else " > 0"))
+    v = c.stop.divergence_factor
+    _require("stop.divergence_factor", v, is_number(v) and v > 1, "a number > 1")
+    t = c.stats.targets
+    ok = t is not None and all(is_number(x) and x > 0 for x in t)
+    _require("stats.targets", OmegaConf.to_container(t) if t is not None else t, ok, "a list of numbers > 0")
+    _require("stats.basin_tol", c.stats.basin_tol, is_number(c.stats.basin_tol) and c.stats.basin_tol > 0, "a number > 0")
+    for group in ("problem", "optimizer"):
+        _require(group, c.get(group), isinstance(c.get(group), DictConfig) and "_target_" in c[group], f"a {group} config with _target_")
+
+
+def _kwargs(section: DictConfig) -> dict:
+    return {k: v for k, v in OmegaConf.to_container(section).items() if k not in META_KEYS}
+
+
+def _check_signature(group: str, fn, kwargs: dict, internal=("seeds", "dtype", "batch", "params")) -> None:
+    params = inspect.signature(fn).parameters
+    if any(p.kind is p.VAR_KEYWORD for p in params.values()) and group == "optimizer":
+        return
+    allowed = [k for k in params if k not in internal and params[k].kind is not params[k].VAR_KEYWORD]
+    _unknown(group + ".", kwargs, allowed)
+
+
+def build_batch(members: list[DictConfig]) -> Batch:
+    """Validate members that share their structure and build the problem and optimizer for them."""
+    first = members[0]
+    for c in members:
+        validate_common(c)
+    dtype = DTYPES[first.dtype]
+    seeds = [int(c.seed) for c in members]
+
+    problem_cls = import_target("problem._target_", first.problem._target_)
+    pk = _kwargs(first.problem)
+    _check_signature("problem", problem_cls, pk)
+    problem = problem_cls(**pk, seeds=seeds, dtype=dtype)
+
+    target = import_target("optimizer._target_", first.optimizer._target_)
+    rules = StopRules(
+        steps=int(first.steps),
+        grad_tol=first.stop.grad_tol,
+        x_tol=first.stop.x_tol,
+        target_loss=first.stop.target_loss,
+        divergence_factor=float(first.stop.divergence_factor),
+    )
+    if inspect.isclass(target) and issubclass(target, torch.optim.Optimizer):
+        assert len(members) == 1, "torch.optim classes run one member at a time"
+        kw = _kwargs(first.optimizer)
+        kw["lr"] = float(effective_lr(first))
+        _check_signature("optimizer", target, kw)
+        try:  # let torch validate its own hyperparameters now, before anything runs
+            target([torch.zeros(1, dtype=dtype, requires_grad=True)], **kw)
+        except (ValueError, TypeError) as e:
+            raise ConfigError(f"optimizer ({first.optimizer._target_}): {str(e).splitlines()[0]}") from None
+        return Batch(members, problem, None, target, kw, rules, dtype)
+
+    if not callable(target):
+        raise ConfigError(f"optimizer._target_={first.optimizer._target_!r} is not allowed; allowed: an optimizer factory or a torch.optim.Optimizer class")
+    per_member: dict[str, Any] = {}
+    for k, v in _kwargs(first.optimizer).items():
+        values = [effective_lr(c) if k == "lr" else OmegaConf.to_container(c.optimizer)[k] for c in members]
+        per_member[k] = values if all(is_number(x) or isinstance(x, list) for x in values) else v
+    per_member["lr"] = [float(effective_lr(c)) for c in members]
+    _check_signature("optimizer", target, per_member)
+    opt = target(**per_member, batch=len(members), dtype=dtype)
+    return Batch(members, problem, opt, None, {}, rules, dtype)
+
+
+def structure_key(c: DictConfig) -> str:
+    """Members with equal keys can share one batch: everything but lr, seed and numeric
+    optimizer hyperparameters must agree. A torch.optim class never batches."""
+    d = OmegaConf.to_container(c)
+    d.pop("lr", None)
+    d.pop("seed", None)
+    opt = d.get("optimizer") or {}
+    target = import_target("optimizer._target_", opt.get("_target_"))
+    if inspect.isclass(target) and issubclass(target, torch.optim.Optimizer):
+        return json.dumps([id(c)])  # never batched
+    d["optimizer"] = {k: v for k, v in opt.items() if not (is_number(v) or (isinstance(v, list) and all(map(is_number, v))))}
+    return json.dumps(d, sort_keys=True, default=str)
+
+
+def plan(cfg: DictConfig) -> tuple[list[Batch], list[list[str]]]:
+    """All batches of a job, validated. Raises :class:`ConfigError` on the first bad value."""
+    members = member_configs(cfg)
+    groups: dict[str, list[int]] = {}
+    for i, (c, _) in enumerate(members):
+        groups.setdefault(structure_key(c), []).append(i)
+    batches = [build_batch([members[i][0] for i in idx]) for idx in groups.values()]
+    overrides = [[members[i][1] for i in idx] for idx in groups.values()]
+    return batches, overrides

@@ -1,0 +1,120 @@
+"""The optimisation loop: every member of a batch steps together until its own stopping rule fires.
+
+At each step t = 0, 1, ..., steps (step 0 is the start point):
+  1. evaluate loss and gradient at x_t for all members and record them;
+  2. decide, per still-active member, whether it stops here and why (first rule wins):
+     diverged (non-finite, or exploded), target_loss, grad_tol, x_tol (the last update
+     moved x by <= x_tol), or max_steps when t == steps;
+  3. if every member has stopped, end; otherwise take one update, freezing stopped members.
+Stopped members keep their last point, so one member's divergence never touches another.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+# Stop reasons, in the order they are tested.
+REASONS = ("running", "diverged", "target_loss", "grad_tol", "x_tol", "max_steps")
+CONVERGED = {"target_loss", "grad_tol", "x_tol"}
+
+
+@dataclass(frozen=True)
+class StopRules:
+    """Stopping rules; each tolerance is optional (``None`` switches it off)."""
+
+    steps: int
+    grad_tol: float | None = None
+    x_tol: float | None = None
+    target_loss: float | None = None
+    divergence_factor: float = 1e6
+
+
+@dataclass
+class BatchResult:
+    """Curves of a batch of members. Row t of each curve is step t; rows past a member's
+    ``stop_step`` are not part of its run."""
+
+    loss: np.ndarray  # [T+1, B]
+    grad_norm: np.ndarray  # [T+1, B]
+    trajectory: np.ndarray | None  # [T+1, B, d] for d <= 2
+    stop_step: np.ndarray  # [B]
+    reason: list[str]
+    elapsed: np.ndarray  # [T+1] seconds since the start, shared by the batch
+    final_x: np.ndarray  # [B, d]
+    started_at: float  # time.time() at step 0
+
+
+Step = Callable[[Tensor, Tensor], Tensor]  # (x_t, grad_t) -> x_{t+1}
+
+
+def run(
+    loss_and_grad: Callable[[Tensor], tuple[Tensor, Tensor]],
+    x: Tensor,
+    step: Step,
+    rules: StopRules,
+    f_ref: float | None = None,
+) -> BatchResult:
+    """Run the batch ``x[B, d]`` under ``rules``. ``f_ref`` (f* when known, else 0) sets the
+    divergence scale: a member diverges when |loss - f_ref| > factor * max(1, |loss_0 - f_ref|)."""
+    T, (B, d) = rules.steps, x.shape
+    ref = 0.0 if f_ref is None else f_ref
+    loss = torch.empty(T + 1, B, dtype=torch.float64)
+    gnorm = torch.empty(T + 1, B, dtype=torch.float64)
+    traj = torch.empty(T + 1, B, d, dtype=torch.float64) if d <= 2 else None
+    elapsed = np.zeros(T + 1)
+    active = torch.ones(B, dtype=torch.bool)
+    code = torch.zeros(B, dtype=torch.long)
+    stop_step = torch.full((B,), T, dtype=torch.long)
+    small_step = torch.zeros(B, dtype=torch.bool)
+    limit = None
+    started_at, t0 = time.time(), time.perf_counter()
+    t = 0
+    for t in range(T + 1):
+        f, g = loss_and_grad(x)
+        gn = g.flatten(1).norm(dim=1)
+        loss[t], gnorm[t] = f, gn
+        if traj is not None:
+            traj[t] = x
+        if limit is None:
+            limit = rules.divergence_factor * torch.clamp((f.detach().to(torch.float64) - ref).abs(), min=1.0)
+        f64 = f.detach().to(torch.float64)
+        why = torch.zeros(B, dtype=torch.long)
+        checks = [
+            (1, ~torch.isfinite(f64) | ~torch.isfinite(gn) | ((f64 - ref).abs() > limit)),
+            (2, f64 <= rules.target_loss if rules.target_loss is not None else None),
+            (3, gn <= rules.grad_tol if rules.grad_tol is not None else None),
+            (4, small_step if rules.x_tol is not None else None),
+            (5, torch.full((B,), t == T)),
+        ]
+        for c, hit in reversed(checks):  # reversed so the first rule in the list wins
+            if hit is not None:
+                why = torch.where(hit, torch.full_like(why, c), why)
+        newly = active & (why > 0)
+        code = torch.where(newly, why, code)
+        stop_step = torch.where(newly, torch.full_like(stop_step, t), stop_step)
+        active = active & ~newly
+        elapsed[t] = time.perf_counter() - t0
+        if not bool(active.any()):
+            break
+        x_new = step(x, g)
+        x_new = torch.where(active.view(-1, *([1] * (x.dim() - 1))), x_new, x)
+        if rules.x_tol is not None:
+            small_step = (x_new - x).flatten(1).norm(dim=1) <= rules.x_tol
+        x = x_new
+    n = t + 1
+    return BatchResult(
+        loss=loss[:n].numpy(),
+        grad_norm=gnorm[:n].numpy(),
+        trajectory=None if traj is None else traj[:n].numpy(),
+        stop_step=stop_step.numpy(),
+        reason=[REASONS[c] for c in code.tolist()],
+        elapsed=elapsed[:n],
+        final_x=x.detach().to(torch.float64).numpy(),
+        started_at=started_at,
+    )

@@ -1,0 +1,69 @@
+"""Convergence statistics of one member, computed from its recorded curves."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from harness.runner import CONVERGED
+
+
+def target_key(level: float) -> str:
+    """Metric name for the steps needed to reach a target level, e.g. ``steps_to_1e-06``."""
+    return f"steps_to_{level:.0e}"
+
+
+def linear_rate(gap: np.ndarray, floor: float) -> float:
+    """Empirical per-step contraction of ``gap`` (f - f*): exp of the least-squares slope of
+    log(gap) against the step over the second half of the points above ``floor`` (rounding).
+    Linear convergence gap_t ~ C rho^t gives rho; NaN when fewer than 4 usable points."""
+    ok = np.isfinite(gap) & (gap > floor)
+    idx = np.flatnonzero(ok)
+    if idx.size == 0:
+        return math.nan
+    last = idx[-1]
+    # use the contiguous stretch of usable points that ends at the last one
+    breaks = np.flatnonzero(~ok[: last + 1])
+    first = breaks[-1] + 1 if breaks.size else 0
+    seg = np.arange(first, last + 1)
+    seg = seg[seg.size // 2 :]
+    if seg.size < 4:
+        return math.nan
+    slope = np.polyfit(seg.astype(float), np.log(gap[seg]), 1)[0]
+    return float(math.exp(slope))
+
+
+def member_stats(
+    loss: np.ndarray,
+    grad_norm: np.ndarray,
+    elapsed: np.ndarray,
+    reason: str,
+    f_star: float | None,
+    targets: list[float],
+) -> dict[str, float]:
+    """Summary metrics of one member whose curves run from step 0 to its stop step."""
+    stop = len(loss) - 1
+    finite = loss[np.isfinite(loss)]
+    out: dict[str, float] = {
+        "final_loss": float(loss[-1]),
+        "best_loss": float(finite.min()) if finite.size else math.nan,
+        "final_grad_norm": float(grad_norm[-1]),
+        "steps": float(stop),
+        "converged": float(reason in CONVERGED),
+        "diverged": float(reason == "diverged"),
+        "wall_time_s": float(elapsed[stop]),
+        "time_per_step_s": float(elapsed[stop] / stop) if stop > 0 else 0.0,
+    }
+    if f_star is not None:
+        gap = loss - f_star
+        out["final_suboptimality"] = max(float(gap[-1]), 0.0) if np.isfinite(gap[-1]) else float(gap[-1])
+        out["best_suboptimality"] = max(out["best_loss"] - f_star, 0.0)
+        out["linear_rate"] = linear_rate(gap, floor=1e-14 * max(1.0, abs(f_star)))
+    else:
+        gap = loss
+    for level in targets:
+        hit = np.flatnonzero(gap <= level)
+        if hit.size:
+            out[target_key(level)] = float(hit[0])
+    return out

@@ -1,0 +1,212 @@
+"""MLflow tracking: one run per member, nested under one parent run per sweep.
+
+Curves are kept in memory during a run and written with a few ``log_batch`` calls per
+run (never one store round trip per step): every step up to ``MAX_POINTS`` steps, and
+longer curves sampled to ``SAMPLE_POINTS`` + 1 points that include the first and last step.
+"""
+
+from __future__ import annotations
+
+import os
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from optimizers.base import ConfigError
+
+MAX_POINTS = 1000
+SAMPLE_POINTS = 500
+PARENT_TAG = "mlflow.parentRunId"
+
+
+def resolve_uri(configured: str | None) -> str:
+    """The tracking URI, resolved once at launch: ``tracking.uri``, else ``$MLFLOW_TRACKING_URI``,
+    else ``sqlite:///<launch dir>/mlflow.db``. Relative sqlite paths become absolute, so every
+    job of a sweep writes to the same database wherever it runs."""
+    uri = configured or os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///mlflow.db"
+    if uri.startswith("sqlite:///"):
+        path = uri[len("sqlite:///") :]
+        if path and not path.startswith("/") and path != ":memory:":
+            uri = "sqlite:///" + str(Path(path).resolve())
+    return uri
+
+
+def experiment_name(configured: str) -> str:
+    return os.environ.get("MLFLOW_EXPERIMENT_NAME") or configured
+
+
+def check_reachable(uri: str) -> None:
+    """Fail fast, before any run exists, when the store cannot be used."""
+    allowed = "sqlite:///<path>, http(s)://<mlflow server>, or a database URI such as postgresql://..."
+    scheme = uri.split(":", 1)[0] if "://" in uri else ""
+    if scheme == "sqlite":
+        parent = Path(uri[len("sqlite:///") :]).parent
+        if not parent.is_dir() or not os.access(parent, os.W_OK):
+            raise ConfigError(f"tracking.uri={uri} is unusable: directory {parent} is missing or not writable; allowed: {allowed}")
+    elif scheme in ("http", "https"):
+        try:
+            with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=5) as r:
+                r.read()
+        except (urllib.error.URLError, OSError, ValueError) as e:
+            reason = getattr(e, "reason", e)
+            raise ConfigError(f"tracking.uri={uri} is unreachable ({reason}); allowed: {allowed}") from None
+    elif scheme in ("file", "") or scheme not in ("postgresql", "mysql", "mssql", "databricks") and "+" not in scheme:
+        raise ConfigError(f"tracking.uri={uri} is not supported; allowed: {allowed}")
+
+
+def sample_steps(n_points: int) -> np.ndarray:
+    """Indices of the curve points to log: all up to MAX_POINTS steps, else SAMPLE_POINTS + 1
+    evenly spaced ones, always including step 0 and the last step."""
+    if n_points <= MAX_POINTS + 1:
+        return np.arange(n_points)
+    return np.unique(np.round(np.linspace(0, n_points - 1, SAMPLE_POINTS + 1)).astype(int))
+
+
+@dataclass
+class RunRecord:
+    """Everything one member produced, ready to be written as one finished MLflow run."""
+
+    name: str
+    params: dict[str, str]
+    tags: dict[str, str]
+    summary: dict[str, float]
+    curves: dict[str, np.ndarray]  # full curves, step 0 .. last step
+    started_at: float  # epoch seconds at step 0
+    elapsed: np.ndarray  # seconds since step 0, per step
+    artifacts: dict[str, str] = field(default_factory=dict)  # path -> text
+
+    def metric_points(self) -> list[tuple[str, float, int, int]]:
+        """(key, value, timestamp ms, step): sampled curve points, then the summary at the last step."""
+        idx = sample_steps(len(self.elapsed))
+        stamps = ((self.started_at + self.elapsed) * 1000).astype(np.int64)
+        pts = [(k, float(c[i]), int(stamps[i]), int(i)) for k, c in self.curves.items() for i in idx]
+        last = len(self.elapsed) - 1
+        pts += [(k, float(v), int(stamps[last]), last) for k, v in self.summary.items()]
+        return pts
+
+
+class Tracker:
+    """Writes runs with explicit run ids (never the fluent active-run stack).
+
+    For SQL stores (sqlite, PostgreSQL, ...) the runs of a batch are inserted in one
+    transaction through MLflow's own table models: ~100x faster than ``log_batch``, which
+    costs about 0.2-0.4 ms per metric point here, and atomic: a batch's runs appear
+    together, already FINISHED, or not at all. Other stores (an ``mlflow server``) get
+    the plain client calls, one ``log_batch`` per run.
+    """
+
+    def __init__(self, uri: str, experiment: str):
+        import logging
+
+        logging.getLogger("alembic").setLevel(logging.WARNING)
+        logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
+        from mlflow import MlflowClient
+
+        self.uri = uri
+        self.client = MlflowClient(uri)
+        exp = self.client.get_experiment_by_name(experiment)
+        self.experiment_id = exp.experiment_id if exp else self.client.create_experiment(experiment)
+        self.artifact_location = self.client.get_experiment(self.experiment_id).artifact_location
+        from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+        store = self.client._tracking_client.store
+        self.sql_store = store if isinstance(store, SqlAlchemyStore) else None
+
+    def start_parent(self, name: str, tags: dict[str, str]) -> str:
+        run = self.client.create_run(self.experiment_id, run_name=name, tags={"mlflow.user": _user(), **tags})
+        return run.info.run_id
+
+    def end(self, run_id: str, status: str = "FINISHED") -> None:
+        self.client.set_terminated(run_id, status)
+
+    def log_runs(self, records: list[RunRecord], parent_run_id: str | None) -> list[str]:
+        """Write finished runs, nested under ``parent_run_id`` when given; returns their ids."""
+        if not records:
+            return []
+        if self.sql_store is not None:
+            return self._bulk(records, parent_run_id)
+        return [self._one(r, parent_run_id) for r in records]
+
+    def _tags(self, r: RunRecord, parent: str | None) -> dict[str, str]:
+        tags = {"mlflow.runName": r.name, "mlflow.user": _user(), "mlflow.source.name": "harness", **r.tags}
+        if parent:
+            tags[PARENT_TAG] = parent
+        return tags
+
+    def _one(self, r: RunRecord, parent: str | None) -> str:
+        from mlflow.entities import Metric, Param
+
+        run = self.client.create_run(
+            self.experiment_id, run_name=r.name, tags=self._tags(r, parent), start_time=int(r.started_at * 1000)
+        )
+        run_id = run.info.run_id
+        try:
+            metrics = [Metric(k, v, t, s) for k, v, t, s in r.metric_points()]
+            self.client.log_batch(run_id, metrics=metrics, params=[Param(k, v) for k, v in r.params.items()])
+            for path, text in r.artifacts.items():
+                self.client.log_text(run_id, text, path)
+        except BaseException:
+            self.client.set_terminated(run_id, "FAILED")
+            raise
+        self.client.set_terminated(run_id, "FINISHED", end_time=_end_ms(r))
+        return run_id
+
+    def _bulk(self, records: list[RunRecord], parent: str | None) -> list[str]:
+        import tempfile
+        import uuid
+
+        from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+        from mlflow.store.tracking.dbmodels.models import SqlLatestMetric, SqlMetric, SqlParam, SqlRun, SqlTag
+        from mlflow.utils.uri import append_to_uri_path
+        from sqlalchemy import insert
+
+        sanitize = self.sql_store.sanitize_metric_value
+        runs, tags, params, metrics, latest, ids = [], [], [], [], [], []
+        for r in records:
+            run_id = uuid.uuid4().hex
+            ids.append(run_id)
+            artifact_uri = append_to_uri_path(self.artifact_location, run_id, "artifacts")
+            if r.artifacts:
+                with tempfile.TemporaryDirectory() as tmp:
+                    for path, text in r.artifacts.items():
+                        (Path(tmp) / path).write_text(text)
+                    get_artifact_repository(artifact_uri).log_artifacts(tmp)
+            runs.append(
+                dict(
+                    run_uuid=run_id, name=r.name, source_type="UNKNOWN", source_name="", entry_point_name="",
+                    user_id=_user(), status="FINISHED", start_time=int(r.started_at * 1000), end_time=_end_ms(r),
+                    deleted_time=None, source_version="", lifecycle_stage="active", artifact_uri=artifact_uri,
+                    experiment_id=int(self.experiment_id),
+                )
+            )
+            tags += [dict(key=k, value=str(v), run_uuid=run_id) for k, v in self._tags(r, parent).items()]
+            params += [dict(key=k, value=str(v)[:6000], run_uuid=run_id) for k, v in r.params.items()]
+            last: dict[str, dict] = {}
+            for k, v, t, s in r.metric_points():
+                is_nan, value = sanitize(v)
+                row = dict(key=k, value=value, timestamp=t, step=s, is_nan=is_nan, run_uuid=run_id)
+                metrics.append(row)
+                if k not in last or (s, t) >= (last[k]["step"], last[k]["timestamp"]):
+                    last[k] = row
+            latest += list(last.values())
+        with self.sql_store.ManagedSessionMaker() as session:
+            for model, rows in ((SqlRun, runs), (SqlTag, tags), (SqlParam, params), (SqlMetric, metrics), (SqlLatestMetric, latest)):
+                if rows:
+                    session.execute(insert(model.__table__), rows)
+        return ids
+
+
+def _end_ms(r: RunRecord) -> int:
+    return max(int((r.started_at + float(r.elapsed[-1])) * 1000), int(r.started_at * 1000))
+
+
+def _user() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"

@@ -1,0 +1,13 @@
+"""Functional, batched optimizers that match ``torch.optim`` step for step.
+
+Every optimizer is an :class:`~optimizers.base.Optimizer`: a pair of pure functions
+``init(params) -> state`` and ``update(grads, state, params) -> (params, state)``
+(the optax shape). ``params`` is a list of tensors whose leading dimension is the
+batch of independent runs ("members"); each numeric hyperparameter is a tensor of
+shape ``[B]``, so every member can have its own learning rate, momentum, betas, ...
+A single run is simply ``B = 1``.
+"""
+
+from optimizers.base import ConfigError, Optimizer
+
+__all__ = ["ConfigError", "Optimizer"]

@@ -1,0 +1,60 @@
+"""The optimizer protocol and the helpers the update rules share."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
+
+import torch
+from torch import Tensor
+
+Params = list[Tensor]
+
+
+class ConfigError(ValueError):
+    """A bad configuration value. The message is one line naming the key, the value and what is allowed."""
+
+
+class Optimizer(NamedTuple):
+    """A batched optimizer as a pair of pure functions (optax's ``GradientTransformation``)."""
+
+    init: Callable[[Params], Any]
+    update: Callable[[Params, Any, Params], tuple[Params, Any]]
+
+
+def per_member(value: Any, batch: int, dtype: torch.dtype, key: str, width: int | None = None) -> Tensor:
+    """Turn a scalar, a list of per-member values or a tensor into a ``[B]`` (or ``[B, width]``) tensor."""
+    t = torch.as_tensor(value, dtype=dtype)
+    if width is None:
+        if t.dim() == 0:
+            t = t.expand(batch)
+        if t.shape != (batch,):
+            raise ConfigError(f"{key}={value!r} has shape {tuple(t.shape)}; allowed: a number or {batch} numbers")
+    else:
+        if t.dim() == 1:
+            t = t.expand(batch, width)
+        if t.shape != (batch, width):
+            raise ConfigError(f"{key}={value!r} has shape {tuple(t.shape)}; allowed: {width} numbers per member")
+    return t.clone()
+
+
+def check(key: str, values: Tensor, ok: Tensor, allowed: str) -> None:
+    """Raise a one-line :class:`ConfigError` naming the first member whose value is not allowed."""
+    bad = ~ok
+    if bool(bad.any()):
+        value = values[bad].flatten()[0].item()
+        raise ConfigError(f"{key}={_fmt(value)} is out of range; allowed: {allowed}")
+
+
+def _fmt(x: float) -> str:
+    return repr(x) if math.isfinite(x) else str(x)
+
+
+def bcast(h: Tensor, p: Tensor) -> Tensor:
+    """View a ``[B]`` hyperparameter so it broadcasts against a ``[B, ...]`` parameter."""
+    return h.view(-1, *([1] * (p.dim() - 1)))
+
+
+def batch_of(params: Sequence[Tensor]) -> int:
+    return params[0].shape[0]

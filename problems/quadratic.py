@@ -1,0 +1,48 @@
+"""Convex quadratic  f(x) = 1/2 (x - x*)^T A (x - x*),  f* = 0,  x* = 0.
+
+A = Q diag(lambda) Q^T with eigenvalues spaced linearly from ``mu`` (smallest) to ``L``
+(largest) and, if ``rotate``, a random orthogonal Q drawn from each member's seed
+(QR of a Gaussian matrix with the sign fix of Mezzadri, 2007, i.e. Haar-distributed).
+The condition number is kappa = L / mu; theory for GD and momentum on it is in the README.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from optimizers.base import ConfigError
+from problems.base import Minimum, Problem, rng
+
+
+class Quadratic(Problem):
+    name = "quadratic"
+    f_star = 0.0
+
+    def __init__(self, dim: int = 10, mu: float = 1.0, L: float = 100.0, rotate: bool = True, x0=None, box=(-1.0, 1.0), **kw):
+        super().__init__(dim, x0, box, **kw)
+        if not isinstance(mu, (int, float)) or isinstance(mu, bool) or not mu > 0:
+            raise ConfigError(f"problem.mu={mu!r} is not allowed; allowed: a number > 0")
+        if not isinstance(L, (int, float)) or isinstance(L, bool) or not L >= mu:
+            raise ConfigError(f"problem.L={L!r} is not allowed; allowed: a number >= mu ({mu})")
+        if dim == 1 and mu != L:
+            raise ConfigError(f"problem.L={L!r} is not allowed with dim=1; allowed: L = mu")
+        self.mu, self.L = float(mu), float(L)
+        self.eigenvalues = np.linspace(self.mu, self.L, dim)
+        mats = []
+        for s in self.seeds:
+            q = np.eye(dim)
+            if rotate:
+                q, r = np.linalg.qr(rng(s, "rotation").standard_normal((dim, dim)))
+                q = q * np.sign(np.diag(r))
+            mats.append((q * self.eigenvalues) @ q.T)
+        self.A = torch.tensor(np.stack(mats), dtype=self.dtype)  # [B, d, d]
+        self.minima = [Minimum("x*", (0.0,) * dim, 0.0, "global")]
+
+    def loss(self, x: Tensor) -> Tensor:
+        return 0.5 * torch.einsum("bi,bij,bj->b", x, self.A, x)
+
+    def loss_and_grad(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        g = torch.einsum("bij,bj->bi", self.A, x)
+        return 0.5 * (x * g).sum(-1), g
