@@ -39,4 +39,11 @@ def _flags_first(argv: list[str]) -> list[str]:
 
 if __name__ == "__main__":
     sys.argv[1:] = _flags_first(sys.argv[1:])
+    from harness.overrides import preflight
+
+    try:
+        preflight(sys.argv[1:])
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
     main()

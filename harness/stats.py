@@ -16,7 +16,8 @@ def target_key(level: float) -> str:
 
 def linear_rate(gap: np.ndarray, floor: float) -> float:
     """Empirical per-step contraction of ``gap`` (f - f*): exp of the least-squares slope of
-    log(gap) against the step over the second half of the points above ``floor`` (rounding).
+    log(gap) against the step over the second half of the points above ``floor`` (the
+    rounding level of f near f*).
     Linear convergence gap_t ~ C rho^t gives rho; NaN when fewer than 4 usable points."""
     ok = np.isfinite(gap) & (gap > floor)
     idx = np.flatnonzero(ok)
@@ -59,7 +60,7 @@ def member_stats(
         gap = loss - f_star
         out["final_suboptimality"] = max(float(gap[-1]), 0.0) if np.isfinite(gap[-1]) else float(gap[-1])
         out["best_suboptimality"] = max(out["best_loss"] - f_star, 0.0)
-        out["linear_rate"] = linear_rate(gap, floor=1e-14 * max(1.0, abs(f_star)))
+        out["linear_rate"] = linear_rate(gap, floor=max(1e-14 * abs(f_star), 1e-30))
     else:
         gap = loss
     for level in targets:

@@ -1,4 +1,4 @@
-"""Convex quadratic  f(x) = 1/2 (x - x*)^T A (x - x*),  f* = 0,  x* = 0.
+"""Convex quadratic  f(x) = 1/2 (x - x*)^T A (x - x*),  f* = 0,  x* = ``center`` (default 0).
 
 A = Q diag(lambda) Q^T with eigenvalues spaced linearly from ``mu`` (smallest) to ``L``
 (largest) and, if ``rotate``, a random orthogonal Q drawn from each member's seed
@@ -20,7 +20,7 @@ class Quadratic(Problem):
     name = "quadratic"
     f_star = 0.0
 
-    def __init__(self, dim: int = 10, mu: float = 1.0, L: float = 100.0, rotate: bool = True, x0=None, box=(-1.0, 1.0), **kw):
+    def __init__(self, dim: int = 10, mu: float = 1.0, L: float = 100.0, rotate: bool = True, center=None, x0=None, box=(-1.0, 1.0), **kw):
         super().__init__(dim, x0, box, **kw)
         if not isinstance(mu, (int, float)) or isinstance(mu, bool) or not mu > 0:
             raise ConfigError(f"problem.mu={mu!r} is not allowed; allowed: a number > 0")
@@ -38,11 +38,20 @@ class Quadratic(Problem):
                 q = q * np.sign(np.diag(r))
             mats.append((q * self.eigenvalues) @ q.T)
         self.A = torch.tensor(np.stack(mats), dtype=self.dtype)  # [B, d, d]
-        self.minima = [Minimum("x*", (0.0,) * dim, 0.0, "global")]
+        try:
+            c = [0.0] * dim if center is None else [float(v) for v in center]
+        except (TypeError, ValueError):
+            c = []
+        if len(c) != dim:
+            raise ConfigError(f"problem.center={center!r} is not allowed; allowed: null or {dim} numbers")
+        self.center = torch.tensor(c, dtype=self.dtype)
+        self.minima = [Minimum("x*", tuple(c), 0.0, "global")]
 
     def loss(self, x: Tensor) -> Tensor:
-        return 0.5 * torch.einsum("bi,bij,bj->b", x, self.A, x)
+        e = x - self.center
+        return 0.5 * torch.einsum("bi,bij,bj->b", e, self.A, e)
 
     def loss_and_grad(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        g = torch.einsum("bij,bj->bi", self.A, x)
-        return 0.5 * (x * g).sum(-1), g
+        e = x - self.center
+        g = torch.einsum("bij,bj->bi", self.A, e)
+        return 0.5 * (e * g).sum(-1), g

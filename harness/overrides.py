@@ -1,0 +1,63 @@
+"""Preflight checks on the command line's overrides, before Hydra composes anything.
+
+Hydra reports an unknown group option or key over several lines; these checks name the
+key, the bad value and what is allowed in one line. Values are checked later, in
+:mod:`harness.plan`, once the config is composed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from harness.plan import STATS_KEYS, STOP_KEYS, TOP_KEYS, TRACKING_KEYS
+from optimizers.base import ConfigError
+
+CONF = Path(__file__).resolve().parent.parent / "conf"
+GROUPS = ("problem", "optimizer", "grid")
+SECTIONS = {"stop": STOP_KEYS, "stats": STATS_KEYS, "tracking": TRACKING_KEYS}
+
+
+def options(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
+
+
+def preflight(args: list[str]) -> None:
+    """Raise :class:`ConfigError` for an unknown group option or an unknown key (not added with +)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import OverrideParseException
+
+    tokens = [a for a in args if not a.startswith("-") and "=" in a]
+    try:
+        parsed = OverridesParser.create().parse_overrides(tokens)
+    except OverrideParseException:
+        return  # Hydra's own message for a malformed override is already one clear sentence
+    choice = {"problem": "rosenbrock", "optimizer": "adam"}
+    for o in parsed:
+        key = o.key_or_group
+        if key in GROUPS and o.package is None:
+            values = list(o.sweep_string_iterator()) if o.is_sweep_override() else [o.get_value_element_as_str()]
+            allowed = options(key)
+            for v in values:
+                if v not in allowed and not (key == "grid" and v == "null"):
+                    raise ConfigError(f"{key}={v} is not allowed; allowed: {', '.join(allowed)}")
+            if key in choice:
+                choice[key] = values[0]
+    for o in parsed:
+        key = o.key_or_group
+        if o.is_add() or o.is_force_add() or o.is_delete() or key.startswith("hydra.") or key in GROUPS:
+            continue
+        head, _, rest = key.partition(".")
+        if head not in TOP_KEYS or head == "members":
+            raise ConfigError(f"unknown key '{key}'; allowed: {', '.join(k for k in TOP_KEYS if k != 'members')}")
+        if not rest:
+            continue
+        if head in SECTIONS:
+            allowed = SECTIONS[head]
+        else:
+            allowed = [k for k in OmegaConf.load(CONF / head / f"{choice[head]}.yaml") if k != "_target_"]
+        if rest.split(".")[0] not in allowed:
+            hint = " (add a new constructor argument with +)" if head == "optimizer" else ""
+            where = head if head in SECTIONS else f"{head} {choice[head]}"
+            raise ConfigError(f"unknown key '{key}' in {where}; allowed: {', '.join(allowed)}{hint}")

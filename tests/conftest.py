@@ -1,0 +1,41 @@
+"""Shared helpers: compose configs the way the CLI does, and run the real CLI in a subprocess."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+
+ROOT = Path(__file__).resolve().parent.parent
+CONF = str(ROOT / "conf")
+
+
+def make_cfg(*overrides: str):
+    """The composed job config for ``overrides`` (as ``python -m harness`` would build it)."""
+    with initialize_config_dir(config_dir=CONF, version_base="1.3"):
+        return compose("config", overrides=list(overrides))
+
+
+def members(*pairs: dict) -> str:
+    """A ``members=[...]`` override: each dict is one grid member's numeric overrides."""
+    inner = ",".join("[" + ",".join(f"'{k}={v}'" for k, v in p.items()) + "]" for p in pairs)
+    return f"members=[{inner}]"
+
+
+def run_cli(args: list[str], cwd: Path, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run ``python -m harness ARGS`` as a user would, in ``cwd``."""
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    full_env.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "harness", *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout
+    )
+
+
+@pytest.fixture
+def store(tmp_path):
+    """A fresh sqlite MLflow store URI in a temporary directory."""
+    return f"sqlite:///{tmp_path / 'mlflow.db'}"
