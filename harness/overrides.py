@@ -56,7 +56,7 @@ def preflight(args: list[str]) -> None:
         if head in SECTIONS:
             allowed = SECTIONS[head]
         else:
-            allowed = [k for k in OmegaConf.load(CONF / head / f"{choice[head]}.yaml") if k != "_target_"]
+            allowed = list(OmegaConf.load(CONF / head / f"{choice[head]}.yaml"))
         if rest.split(".")[0] not in allowed:
             hint = " (add a new constructor argument with +)" if head == "optimizer" else ""
             where = head if head in SECTIONS else f"{head} {choice[head]}"

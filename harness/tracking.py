@@ -110,6 +110,11 @@ class Tracker:
         exp = self.client.get_experiment_by_name(experiment)
         self.experiment_id = exp.experiment_id if exp else self.client.create_experiment(experiment)
         self.artifact_location = self.client.get_experiment(self.experiment_id).artifact_location
+        if self.artifact_location.startswith("mlflow-artifacts:") and not uri.startswith("http"):
+            raise ConfigError(
+                f"tracking.uri={uri} cannot store artifacts of experiment '{experiment}' (they go through an MLflow "
+                f"server: {self.artifact_location}); allowed: that server's http:// URI, or another experiment name"
+            )
         from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 
         store = self.client._tracking_client.store

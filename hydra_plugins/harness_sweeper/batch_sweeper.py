@@ -132,12 +132,12 @@ class BatchSweeper(Sweeper):
                     del cfg["hydra"]
                 plan(cfg)
             check_reachable(uri)
+            tracker = Tracker(uri, experiment_name(self.config.tracking.experiment))
         except ConfigError as e:
             print(f"error: {e}", file=sys.stderr)
             sys.exit(2)
         log.info(f"Sweep: {total} runs in {len(groups)} batched job(s); validated in {time.perf_counter() - t_start:.1f} s")
 
-        tracker = Tracker(uri, experiment_name(self.config.tracking.experiment))
         name = f"sweep {time.strftime('%Y-%m-%d %H:%M:%S')} ({total} runs)"
         parent = tracker.start_parent(
             name, {"harness.sweep": "true", "harness.overrides": " ".join(arguments)[:5000]}

@@ -1,0 +1,53 @@
+"""Bad input: one line naming the key, the value and what is allowed; non-zero exit; no
+traceback; no MLflow run created."""
+
+from __future__ import annotations
+
+import pytest
+from mlflow import MlflowClient
+
+from tests.conftest import run_cli
+
+CASES = {
+    "unknown optimizer": (["optimizer=adamx"], ["optimizer=adamx", "allowed:", "adam, adamw"]),
+    "unknown problem in a sweep": (["-m", "problem=rosenbrock,nope"], ["problem=nope", "allowed:", "rastrigin"]),
+    "non-numeric lr": (["lr=abc"], ["lr='abc'", "allowed: a number > 0"]),
+    "zero lr": (["lr=0"], ["lr=0", "allowed: a number > 0"]),
+    "negative lr": (["lr=-0.1"], ["lr=-0.1", "allowed: a number > 0"]),
+    "one bad lr in a sweep": (["-m", "lr=0.1,-1,0.01"], ["lr=-1", "allowed"]),
+    "zero steps": (["steps=0"], ["steps=0", "allowed: an integer > 0"]),
+    "negative steps": (["steps=-5"], ["steps=-5", "allowed: an integer > 0"]),
+    "beta >= 1": (["optimizer.betas=[0.9,1.0]"], ["optimizer.betas[1]=1.0", "allowed: 0 <= beta < 1"]),
+    "negative momentum": (["optimizer=momentum", "optimizer.momentum=-0.5"], ["optimizer.momentum=-0.5", "allowed: momentum >= 0"]),
+    "negative eps": (["optimizer=rmsprop", "optimizer.eps=-1e-8"], ["optimizer.eps=-1e-08", "allowed: eps >= 0"]),
+    "bad torch.optim value": (["optimizer=nadam", "optimizer.momentum_decay=-1"], ["momentum_decay", "-1"]),
+    "unknown top-level key": (["foo=1"], ["'foo'", "allowed:", "lr, steps"]),
+    "unknown added key": (["+foo=1"], ["'foo'", "allowed:"]),
+    "unknown optimizer key": (["optimizer.betaz=0.9"], ["'optimizer.betaz'", "allowed:", "betas"]),
+    "unknown stop rule": (["stop.gradtol=1e-6"], ["'stop.gradtol'", "allowed:", "grad_tol"]),
+    "wrong x0 length": (["problem.x0=[1,2,3]"], ["problem.x0=[1.0, 2.0, 3.0]", "allowed: 2 numbers"]),
+    "unreachable tracking server": (["tracking.uri=http://127.0.0.1:9"], ["tracking.uri=http://127.0.0.1:9", "unreachable", "allowed:"]),
+    "unreachable tracking server in a sweep": (["tracking.uri=http://127.0.0.1:9", "-m", "lr=0.1,0.2"], ["tracking.uri=http://127.0.0.1:9", "unreachable"]),
+}
+
+
+@pytest.mark.parametrize("args,expected", CASES.values(), ids=CASES.keys())
+def test_bad_input_is_one_clear_line_and_creates_nothing(tmp_path, args, expected):
+    p = run_cli(["steps=20", *args] if not any(a.startswith("steps=") for a in args) else args, cwd=tmp_path)
+    assert p.returncode != 0
+    err = p.stderr.strip()
+    assert "Traceback" not in p.stderr + p.stdout
+    assert len(err.splitlines()) == 1, err
+    assert err.startswith("error: ")
+    for piece in expected:
+        assert piece in err, (piece, err)
+    db = tmp_path / "mlflow.db"
+    if db.exists():
+        client = MlflowClient(f"sqlite:///{db}")
+        assert client.search_runs([e.experiment_id for e in client.search_experiments()]) == []
+
+
+def test_sqlite_store_in_a_missing_directory(tmp_path):
+    p = run_cli(["steps=5", f"tracking.uri=sqlite:///{tmp_path}/no/such/dir/m.db"], cwd=tmp_path)
+    assert p.returncode != 0 and "Traceback" not in p.stderr
+    assert p.stderr.strip().startswith("error: tracking.uri=sqlite:///") and "not writable" in p.stderr

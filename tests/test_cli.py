@@ -1,0 +1,134 @@
+"""The quoted command end to end, into a real MLflow store; batching, fallback, determinism."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from mlflow import MlflowClient
+
+from harness.job import results, run_batch
+from harness.plan import plan
+from tests.conftest import ROOT, make_cfg, members, run_cli
+
+
+def runs_of(uri: str):
+    c = MlflowClient(uri)
+    exp = c.get_experiment_by_name("harness")
+    return c, c.search_runs([exp.experiment_id], max_results=1000)
+
+
+def test_quoted_multirun_as_typed(tmp_path):
+    """`python -m harness optimizer=adam problem=rosenbrock -m lr=0.001,0.01,0.1`, in a fresh
+    directory, lands in ./mlflow.db: one parent, three nested finished runs with params and curves."""
+    p = run_cli("optimizer=adam problem=rosenbrock -m lr=0.001,0.01,0.1".split(), cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    assert "Sweep done: 3 runs" in p.stdout
+    client, runs = runs_of(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    assert len(parents) == 1 and len(children) == 3
+    assert all(r.info.status == "FINISHED" for r in runs)
+    assert {r.data.tags["mlflow.parentRunId"] for r in children} == {parents[0].info.run_id}
+    assert sorted(float(r.data.params["lr"]) for r in children) == [0.001, 0.01, 0.1]
+    for r in children:
+        prm, m = r.data.params, r.data.metrics
+        assert prm["problem"] == "rosenbrock" and prm["optimizer"] == "adam" and prm["seed"] == "0"
+        assert prm["steps"] == "2000" and prm["optimizer.betas"] == "[0.9, 0.999]" and prm["problem.dim"] == "2"
+        assert r.info.run_name == f"adam-rosenbrock-lr={float(prm['lr']):g}-seed=0"
+        for key in ("final_loss", "best_loss", "final_suboptimality", "converged", "diverged", "linear_rate", "wall_time_s", "time_per_step_s", "global_min_reached"):
+            assert key in m, key
+        assert r.data.tags["stop_reason"] == "max_steps" and r.data.tags["basin"] in ("global", "none")
+        hist = client.get_metric_history(r.info.run_id, "loss")
+        steps = sorted(h.step for h in hist)
+        assert len(steps) == 501 and steps[0] == 0 and steps[-1] == 2000  # 2000 steps -> sampled
+        assert len(client.get_metric_history(r.info.run_id, "suboptimality")) == 501
+        sub = {h.step: h.value for h in client.get_metric_history(r.info.run_id, "suboptimality")}
+        assert sub[2000] == pytest.approx(m["final_suboptimality"], rel=1e-12)
+        arts = {a.path for a in client.list_artifacts(r.info.run_id)}
+        assert {"config.yaml", "trajectory.csv"} <= arts
+
+
+def test_logged_curves_equal_the_computation_and_short_runs_log_every_step(tmp_path, store):
+    args = ["problem=himmelblau", "optimizer=momentum", "steps=300", f"tracking.uri={store}", "-m", "lr=0.001,0.003", "seed=0,1"]
+    p = run_cli(args, cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    client, runs = runs_of(store)
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    assert len(children) == 4
+    # recompute one member in-process and compare with what the store holds
+    (batch,), (ov,) = plan(make_cfg("problem=himmelblau", "optimizer=momentum", "steps=300", members({"lr": 0.003, "seed": 1})))
+    res = run_batch(batch)
+    (run,) = [r for r in children if r.data.params["lr"] == "0.003" and r.data.params["seed"] == "1"]
+    hist = sorted(client.get_metric_history(run.info.run_id, "loss"), key=lambda h: h.step)
+    assert [h.step for h in hist] == list(range(301))
+    np.testing.assert_array_equal([h.value for h in hist], res.loss[:, 0])
+    assert run.data.tags["basin"] == results(batch, res, ov)[0].tags["basin"]
+
+
+def test_batched_members_equal_members_run_alone():
+    """Members of one batch (some diverging, some stopping early) give exactly the curves
+    they give when run one by one."""
+    grid = [{"lr": lr, "seed": s} for lr in (1e-4, 1e-3, 2e-3, 1e-2) for s in (0, 1)]
+    common = ("problem=rosenbrock", "optimizer=gd", "steps=800", "stop.grad_tol=1e-3")
+    (batch,), _ = plan(make_cfg(*common, members(*grid)))
+    res = run_batch(batch)
+    assert "diverged" in res.reason and "grad_tol" in res.reason or "max_steps" in res.reason
+    assert len(set(res.reason)) >= 2, res.reason
+    for i, g in enumerate(grid):
+        (alone,), _ = plan(make_cfg(*common, members(g)))
+        one = run_batch(alone)
+        n = int(res.stop_step[i]) + 1
+        assert one.reason[0] == res.reason[i]
+        np.testing.assert_allclose(res.loss[:n, i], one.loss[:, 0], rtol=1e-6)
+        np.testing.assert_allclose(res.trajectory[:n, i], one.trajectory[:, 0], rtol=1e-6)
+
+
+def test_same_config_and_seed_give_identical_curves():
+    cfg = ("problem=quadratic", "optimizer=adam", "lr=0.01", "steps=400", members({"seed": 3}, {"seed": 4}))
+    a, b = (run_batch(plan(make_cfg(*cfg))[0][0]) for _ in range(2))
+    np.testing.assert_array_equal(a.loss, b.loss)
+    np.testing.assert_array_equal(a.grad_norm, b.grad_norm)
+    assert not np.array_equal(a.loss[:, 0], a.loss[:, 1])  # different seeds differ
+
+
+def test_torch_optim_classes_and_mixed_sweeps_fall_back(tmp_path, store):
+    """A torch.optim class via _target_ (NAdam, LBFGS) runs one member at a time in the same
+    sweep as batched optimizers, with the same MLflow content."""
+    args = ["problem=quadratic", "steps=50", f"tracking.uri={store}", "-m", "optimizer=adam,nadam,lbfgs", "lr=0.1,1"]
+    p = run_cli(args, cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    client, runs = runs_of(store)
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    assert sorted((r.data.params["optimizer"], r.data.params["lr"]) for r in children) == sorted(
+        (o, lr) for o in ("adam", "nadam", "lbfgs") for lr in ("0.1", "1.0")
+    )
+    lbfgs = [r for r in children if r.data.params["optimizer"] == "lbfgs" and r.data.params["lr"] == "1.0"][0]
+    assert lbfgs.data.metrics["final_suboptimality"] < 1e-10  # LBFGS solves a quadratic quickly
+    assert all(len(client.get_metric_history(r.info.run_id, "loss")) == 51 for r in children)
+
+
+def test_nadam_through_target_matches_torch():
+    import torch
+
+    from problems.quadratic import Quadratic
+
+    (batch,), _ = plan(make_cfg("problem=quadratic", "optimizer=nadam", "lr=0.05", "steps=30"))
+    res = run_batch(batch)
+    q = Quadratic(seeds=[0])
+    x = q.init()[0].clone().requires_grad_(True)
+    opt = torch.optim.NAdam([x], lr=0.05)
+    for t in range(30):
+        opt.zero_grad()
+        f = q.loss(x[None])[0]
+        assert f.item() == pytest.approx(res.loss[t, 0], rel=1e-12)
+        f.backward()
+        opt.step()
+
+
+def test_a_failing_job_leaves_no_run_running(tmp_path, store):
+    args = ["problem._target_=tests.broken_problem.Broken", f"tracking.uri={store}", "steps=10", "-m", "lr=0.1,0.01"]
+    p = run_cli(args, cwd=ROOT)
+    assert p.returncode != 0
+    _, runs = runs_of(store)
+    assert runs and all(r.info.status != "RUNNING" for r in runs)
+    assert [r.info.status for r in runs if "mlflow.parentRunId" not in r.data.tags] == ["FAILED"]
