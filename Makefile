@@ -20,7 +20,7 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 # A representative sweep into ./mlflow.db: 7 optimizers x 2 problems x 11 learning rates x 3 seeds.
 demo: venv
 	$(PY) -m harness problem=rosenbrock,himmelblau optimizer=gd,momentum,nesterov,adagrad,rmsprop,adam,adamw grid=lr_decades seed=0,1,2 steps=1000 -m
-	@echo "Browse the runs:  $(VENV)/bin/mlflow ui --backend-store-uri sqlite:///mlflow.db   (then open http://127.0.0.1:5000)"
+	@echo "(mlflow is in $(VENV)/bin: run 'source $(VENV)/bin/activate' first)"
 
 test: venv
 	$(PY) -m pytest -q

@@ -74,6 +74,8 @@ class BatchSweeper(Sweeper):
         from hydra.core.plugins import Plugins
 
         self.hydra_context, self.config = hydra_context, config
+        # BasicLauncher logs every job's overrides, here a list of all members: our progress line replaces it.
+        logging.getLogger("hydra._internal.core_plugins.basic_launcher").setLevel(logging.WARNING)
         self.launcher = Plugins.instance().instantiate_launcher(
             hydra_context=hydra_context, task_function=task_function, config=config
         )
@@ -185,6 +187,9 @@ def summary(results: List[dict], uri: str, experiment_id: str, parent: str, seco
         n = sum(len(v) for v in lrs.values())
         d = sum(int(r["diverged"]) for v in lrs.values() for r in v)
         lines.append(f"{prob:<16} {opt:<10} {best:>9.3g} {score(lrs[best]):>13.3e} {d:>4}/{n:<4}")
-    ui = uri if uri.startswith("http") else f"mlflow ui --backend-store-uri {uri}"
-    lines += ["", f"Runs: experiment {experiment_id}, parent run {parent} in {uri}", f"Browse: {ui}"]
+    import os
+
+    shown = uri.replace("sqlite:///" + os.getcwd() + "/", "sqlite:///")  # relative when in the launch dir
+    ui = f"open {uri}" if uri.startswith("http") else f"mlflow ui --backend-store-uri {shown}  (then open http://127.0.0.1:5000)"
+    lines += ["", f"Runs: experiment {experiment_id}, parent run {parent} in {shown if not uri.startswith('http') else uri}", f"Browse: {ui}"]
     return "\n".join(lines)
