@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import io
 import logging
 import math
 from dataclasses import dataclass
 
 import numpy as np
 import torch
-from omegaconf import DictConfig, OmegaConf
+import yaml
+from omegaconf import DictConfig
 
 from harness import runner
 from harness.plan import Batch, effective_lr, plan
@@ -16,12 +18,13 @@ from harness.stats import member_stats
 from harness.tracking import RunRecord, Tracker, check_reachable, experiment_name, resolve_uri, sample_steps
 
 log = logging.getLogger("harness")
+_Dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 
 
 @dataclass
 class MemberResult:
     name: str
-    config: DictConfig
+    config: dict
     loss: np.ndarray
     grad_norm: np.ndarray
     trajectory: np.ndarray | None
@@ -79,26 +82,26 @@ def run_batch(batch: Batch) -> runner.BatchResult:
         return runner.run(batch.problem.loss_and_grad, x, step, batch.rules, batch.problem.f_star)
 
 
-def run_name(c: DictConfig, extra: list[str]) -> str:
-    parts = [c.optimizer.name, c.problem.name, f"lr={effective_lr(c):g}", f"seed={c.seed}"]
+def run_name(c: dict, extra: list[str]) -> str:
+    parts = [c["optimizer"]["name"], c["problem"]["name"], f"lr={effective_lr(c):g}", f"seed={c['seed']}"]
     parts += [o.split(".")[-1] for o in extra if o.split("=")[0] not in ("lr", "seed")]
     return "-".join(str(p) for p in parts)
 
 
 def results(batch: Batch, res: runner.BatchResult, overrides: list[list[str]]) -> list[MemberResult]:
     out = []
-    minima = batch.problem.nearest_minimum(torch.as_tensor(res.final_x), batch.members[0].stats.basin_tol)
+    minima = batch.problem.nearest_minimum(torch.as_tensor(res.final_x), batch.members[0]["stats"]["basin_tol"])
     for i, c in enumerate(batch.members):
         n = int(res.stop_step[i]) + 1
         loss, gn = res.loss[:n, i], res.grad_norm[:n, i]
-        summary = member_stats(loss, gn, res.elapsed[:n], res.reason[i], batch.problem.f_star, list(c.stats.targets))
-        tags = {"problem": c.problem.name, "optimizer": c.optimizer.name, "stop_reason": res.reason[i]}
+        summary = member_stats(loss, gn, res.elapsed[:n], res.reason[i], batch.problem.f_star, list(c["stats"]["targets"]))
+        tags = {"problem": c["problem"]["name"], "optimizer": c["optimizer"]["name"], "stop_reason": res.reason[i]}
         if batch.problem.minima:
             m = minima[i]
             tags["basin"] = m.name if m else "none"
             summary["global_min_reached"] = float(bool(m) and m.kind == "global")
         traj = None if res.trajectory is None else res.trajectory[:n, i]
-        c.lr = float(effective_lr(c))
+        c["lr"] = float(effective_lr(c))
         out.append(MemberResult(run_name(c, overrides[i]), c, loss, gn, traj, res.elapsed[:n], res.started_at, res.reason[i], summary, tags))
     return out
 
@@ -116,19 +119,20 @@ def flatten(d, prefix="") -> dict[str, str]:
 
 def record(r: MemberResult, f_star: float | None) -> RunRecord:
     """The MLflow run of one member: params (flattened resolved config), tags, curves, artifacts."""
-    cfg = OmegaConf.to_container(r.config)
-    cfg.pop("tracking", None)
+    cfg = {k: v for k, v in r.config.items() if k != "tracking"}
     params = flatten(cfg)
-    params.update(problem=r.config.problem.name, optimizer=r.config.optimizer.name)
+    params.update(problem=cfg["problem"]["name"], optimizer=cfg["optimizer"]["name"])
     curves = {"loss": r.loss, "grad_norm": r.grad_norm}
     if f_star is not None:
         curves["suboptimality"] = np.maximum(r.loss - f_star, 0.0)
-    artifacts = {"config.yaml": OmegaConf.to_yaml(r.config)}
+    artifacts = {"config.yaml": yaml.dump(r.config, Dumper=_Dumper, sort_keys=False)}
     if r.trajectory is not None:
         idx = sample_steps(len(r.loss))
+        table = np.column_stack([idx, r.trajectory[idx], r.loss[idx]])
+        buf = io.StringIO()
         cols = ",".join(f"x{j + 1}" for j in range(r.trajectory.shape[1]))
-        rows = [f"{i}," + ",".join(repr(float(v)) for v in r.trajectory[i]) + f",{float(r.loss[i])!r}" for i in idx]
-        artifacts["trajectory.csv"] = f"step,{cols},loss\n" + "\n".join(rows) + "\n"
+        np.savetxt(buf, table, fmt=["%d"] + ["%.17g"] * (table.shape[1] - 1), delimiter=",", header=f"step,{cols},loss", comments="")
+        artifacts["trajectory.csv"] = buf.getvalue()
     summary = {k: v for k, v in r.summary.items() if not (k == "linear_rate" and math.isnan(v))}
     return RunRecord(r.name, params, r.tags, summary, curves, r.started_at, r.elapsed, artifacts)
 
@@ -152,10 +156,10 @@ def run_job(cfg: DictConfig) -> list[dict]:
                 {
                     "run_id": r.run_id,
                     "name": r.name,
-                    "problem": r.config.problem.name,
-                    "optimizer": r.config.optimizer.name,
-                    "lr": r.config.lr,
-                    "seed": r.config.seed,
+                    "problem": r.config["problem"]["name"],
+                    "optimizer": r.config["optimizer"]["name"],
+                    "lr": r.config["lr"],
+                    "seed": r.config["seed"],
                     "stop_reason": r.reason,
                     **r.summary,
                 }

@@ -7,6 +7,7 @@ config; members that differ only in numbers run together as one :class:`Batch`.
 
 from __future__ import annotations
 
+import copy
 import importlib
 import inspect
 import json
@@ -28,11 +29,14 @@ DTYPES = {"float64": torch.float64, "float32": torch.float32}
 META_KEYS = ("_target_", "name")  # problem / optimizer keys that are not constructor arguments
 
 
+Cfg = dict  # a member's resolved config as plain nested dicts (OmegaConf costs ~5 ms a copy)
+
+
 @dataclass
 class Batch:
     """Members that run as one batched program (or, for a torch.optim class, one member)."""
 
-    members: list[DictConfig]
+    members: list[Cfg]
     problem: Any
     optimizer: Optimizer | None  # functional, batched
     torch_class: type | None  # a torch.optim.Optimizer class, run one member at a time
@@ -64,11 +68,17 @@ def import_target(key: str, path: Any):
         raise ConfigError(f"{key}={path!r} cannot be imported; allowed: a dotted path such as torch.optim.NAdam") from None
 
 
-def member_configs(cfg: DictConfig) -> list[tuple[DictConfig, list[str]]]:
-    """One config per member, each with its overrides applied, plus those override strings."""
-    base = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
+def _set(d: dict, dotted: str, value: Any) -> None:
+    *path, last = dotted.split(".")
+    for k in path:
+        d = d.setdefault(k, {})
+    d[last] = value
+
+
+def member_configs(cfg: DictConfig) -> list[tuple[Cfg, list[str]]]:
+    """One resolved config per member, each with its overrides applied, plus those override strings."""
+    base = OmegaConf.to_container(cfg, resolve=True)
     members = base.pop("members", None)
-    OmegaConf.set_struct(base, False)
     if not members:
         return [(base, [])]
     from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -76,44 +86,47 @@ def member_configs(cfg: DictConfig) -> list[tuple[DictConfig, list[str]]]:
     parser = OverridesParser.create()
     out = []
     for overrides in members:
-        c = base.copy()
+        c = copy.deepcopy(base)
         for o in parser.parse_overrides(list(overrides)):
-            OmegaConf.update(c, o.key_or_group, o.value(), merge=False)
+            _set(c, o.key_or_group, o.value())
         out.append((c, list(overrides)))
     return out
 
 
-def effective_lr(c: DictConfig) -> Any:
-    return c.lr if c.lr is not None else c.optimizer.get("lr")
+def effective_lr(c: Cfg) -> Any:
+    return c["lr"] if c.get("lr") is not None else c["optimizer"].get("lr")
 
 
-def validate_common(c: DictConfig) -> None:
+def validate_common(c: Cfg) -> None:
     """Checks that need only one member's config."""
     _unknown("", c.keys(), TOP_KEYS)
     for section, allowed in (("stop", STOP_KEYS), ("stats", STATS_KEYS), ("tracking", TRACKING_KEYS)):
-        _require(section, c.get(section), isinstance(c.get(section), DictConfig), "a mapping")
+        _require(section, c.get(section), isinstance(c.get(section), dict), "a mapping")
         _unknown(section + ".", c[section].keys(), allowed)
     lr = effective_lr(c)
     _require("lr", lr, is_number(lr) and math.isfinite(lr) and lr > 0, "a number > 0")
-    _require("steps", c.steps, isinstance(c.steps, int) and not isinstance(c.steps, bool) and c.steps > 0, "an integer > 0")
-    _require("seed", c.seed, isinstance(c.seed, int) and not isinstance(c.seed, bool) and c.seed >= 0, "an integer >= 0")
-    _require("dtype", c.dtype, c.dtype in DTYPES, " | ".join(DTYPES))
+    steps, seed = c.get("steps"), c.get("seed")
+    _require("steps", steps, isinstance(steps, int) and not isinstance(steps, bool) and steps > 0, "an integer > 0")
+    _require("seed", seed, isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0, "an integer >= 0")
+    _require("dtype", c.get("dtype"), c.get("dtype") in DTYPES, " | ".join(DTYPES))
+    stop = c["stop"]
     for k in ("grad_tol", "x_tol", "target_loss"):
-        v = c.stop[k]
+        v = stop.get(k)
         ok = v is None or (is_number(v) and (k == "target_loss" or v > 0))
         _require(f"stop.{k}", v, ok, "null or a number" + ("" if k == "target_loss" else " > 0"))
-    v = c.stop.divergence_factor
+    v = stop.get("divergence_factor")
     _require("stop.divergence_factor", v, is_number(v) and v > 1, "a number > 1")
-    t = c.stats.targets
-    ok = t is not None and all(is_number(x) and x > 0 for x in t)
-    _require("stats.targets", OmegaConf.to_container(t) if t is not None else t, ok, "a list of numbers > 0")
-    _require("stats.basin_tol", c.stats.basin_tol, is_number(c.stats.basin_tol) and c.stats.basin_tol > 0, "a number > 0")
+    t = c["stats"].get("targets")
+    ok = isinstance(t, list) and all(is_number(x) and x > 0 for x in t)
+    _require("stats.targets", t, ok, "a list of numbers > 0")
+    b = c["stats"].get("basin_tol")
+    _require("stats.basin_tol", b, is_number(b) and b > 0, "a number > 0")
     for group in ("problem", "optimizer"):
-        _require(group, c.get(group), isinstance(c.get(group), DictConfig) and "_target_" in c[group], f"a {group} config with _target_")
+        _require(group, c.get(group), isinstance(c.get(group), dict) and "_target_" in c[group], f"a {group} config with _target_")
 
 
-def _kwargs(section: DictConfig) -> dict:
-    return {k: v for k, v in OmegaConf.to_container(section).items() if k not in META_KEYS}
+def _kwargs(section: dict) -> dict:
+    return {k: v for k, v in section.items() if k not in META_KEYS}
 
 
 def _check_signature(group: str, fn, kwargs: dict, internal=("seeds", "dtype", "batch", "params")) -> None:
@@ -124,43 +137,46 @@ def _check_signature(group: str, fn, kwargs: dict, internal=("seeds", "dtype", "
     _unknown(group + ".", kwargs, allowed)
 
 
-def build_batch(members: list[DictConfig]) -> Batch:
+def build_batch(members: list[Cfg]) -> Batch:
     """Validate members that share their structure and build the problem and optimizer for them."""
     first = members[0]
-    for c in members:
-        validate_common(c)
-    dtype = DTYPES[first.dtype]
-    seeds = [int(c.seed) for c in members]
+    validate_common(first)
+    for c in members[1:]:  # members of a batch differ only in lr, seed and optimizer numbers
+        _require("lr", effective_lr(c), is_number(effective_lr(c)) and math.isfinite(effective_lr(c)) and effective_lr(c) > 0, "a number > 0")
+        _require("seed", c["seed"], isinstance(c["seed"], int) and not isinstance(c["seed"], bool) and c["seed"] >= 0, "an integer >= 0")
+    dtype = DTYPES[first["dtype"]]
+    seeds = [int(c["seed"]) for c in members]
 
-    problem_cls = import_target("problem._target_", first.problem._target_)
-    pk = _kwargs(first.problem)
+    problem_cls = import_target("problem._target_", first["problem"]["_target_"])
+    pk = _kwargs(first["problem"])
     _check_signature("problem", problem_cls, pk)
     problem = problem_cls(**pk, seeds=seeds, dtype=dtype)
 
-    target = import_target("optimizer._target_", first.optimizer._target_)
+    target = import_target("optimizer._target_", first["optimizer"]["_target_"])
+    stop = first["stop"]
     rules = StopRules(
-        steps=int(first.steps),
-        grad_tol=first.stop.grad_tol,
-        x_tol=first.stop.x_tol,
-        target_loss=first.stop.target_loss,
-        divergence_factor=float(first.stop.divergence_factor),
+        steps=int(first["steps"]),
+        grad_tol=stop["grad_tol"],
+        x_tol=stop["x_tol"],
+        target_loss=stop["target_loss"],
+        divergence_factor=float(stop["divergence_factor"]),
     )
     if inspect.isclass(target) and issubclass(target, torch.optim.Optimizer):
         assert len(members) == 1, "torch.optim classes run one member at a time"
-        kw = _kwargs(first.optimizer)
+        kw = _kwargs(first["optimizer"])
         kw["lr"] = float(effective_lr(first))
         _check_signature("optimizer", target, kw)
         try:  # let torch validate its own hyperparameters now, before anything runs
             target([torch.zeros(1, dtype=dtype, requires_grad=True)], **kw)
         except (ValueError, TypeError) as e:
-            raise ConfigError(f"optimizer ({first.optimizer._target_}): {str(e).splitlines()[0]}") from None
+            raise ConfigError(f"optimizer ({first['optimizer']['_target_']}): {str(e).splitlines()[0]}") from None
         return Batch(members, problem, None, target, kw, rules, dtype)
 
     if not callable(target):
-        raise ConfigError(f"optimizer._target_={first.optimizer._target_!r} is not allowed; allowed: an optimizer factory or a torch.optim.Optimizer class")
+        raise ConfigError(f"optimizer._target_={first['optimizer']['_target_']!r} is not allowed; allowed: an optimizer factory or a torch.optim.Optimizer class")
     per_member: dict[str, Any] = {}
-    for k, v in _kwargs(first.optimizer).items():
-        values = [effective_lr(c) if k == "lr" else OmegaConf.to_container(c.optimizer)[k] for c in members]
+    for k, v in _kwargs(first["optimizer"]).items():
+        values = [effective_lr(c) if k == "lr" else c["optimizer"][k] for c in members]
         per_member[k] = values if all(is_number(x) or isinstance(x, list) for x in values) else v
     per_member["lr"] = [float(effective_lr(c)) for c in members]
     _check_signature("optimizer", target, per_member)
@@ -168,10 +184,10 @@ def build_batch(members: list[DictConfig]) -> Batch:
     return Batch(members, problem, opt, None, {}, rules, dtype)
 
 
-def structure_key(c: DictConfig) -> str:
+def structure_key(c: Cfg) -> str:
     """Members with equal keys can share one batch: everything but lr, seed and numeric
     optimizer hyperparameters must agree. A torch.optim class never batches."""
-    d = OmegaConf.to_container(c)
+    d = dict(c)
     d.pop("lr", None)
     d.pop("seed", None)
     opt = d.get("optimizer") or {}

@@ -68,51 +68,58 @@ def run(
     gnorm = torch.empty(T + 1, B, dtype=torch.float64)
     traj = torch.empty(T + 1, B, d, dtype=torch.float64) if d <= 2 else None
     elapsed = np.zeros(T + 1)
+    code = np.zeros(B, dtype=np.int64)  # index into REASONS; 0 while running
+    stop_step = np.full(B, T, dtype=np.int64)
     active = torch.ones(B, dtype=torch.bool)
-    code = torch.zeros(B, dtype=torch.long)
-    stop_step = torch.full((B,), T, dtype=torch.long)
-    small_step = torch.zeros(B, dtype=torch.bool)
+    all_active = True
+    small_step = None
     limit = None
     started_at, t0 = time.time(), time.perf_counter()
     t = 0
     for t in range(T + 1):
         f, g = loss_and_grad(x)
-        gn = g.flatten(1).norm(dim=1)
+        gn = torch.linalg.vector_norm(g.flatten(1), dim=1)
         loss[t], gnorm[t] = f, gn
         if traj is not None:
             traj[t] = x
         if limit is None:
-            limit = rules.divergence_factor * torch.clamp((f.detach().to(torch.float64) - ref).abs(), min=1.0)
-        f64 = f.detach().to(torch.float64)
-        why = torch.zeros(B, dtype=torch.long)
-        checks = [
-            (1, ~torch.isfinite(f64) | ~torch.isfinite(gn) | ((f64 - ref).abs() > limit)),
-            (2, f64 <= rules.target_loss if rules.target_loss is not None else None),
-            (3, gn <= rules.grad_tol if rules.grad_tol is not None else None),
-            (4, small_step if rules.x_tol is not None else None),
-            (5, torch.full((B,), t == T)),
-        ]
-        for c, hit in reversed(checks):  # reversed so the first rule in the list wins
-            if hit is not None:
-                why = torch.where(hit, torch.full_like(why, c), why)
-        newly = active & (why > 0)
-        code = torch.where(newly, why, code)
-        stop_step = torch.where(newly, torch.full_like(stop_step, t), stop_step)
-        active = active & ~newly
+            limit = rules.divergence_factor * torch.clamp((loss[0] - ref).abs(), min=1.0)
+        # 1. one fused test per rule; NaN and inf fail "<= limit", so they count as diverged
+        hits = [(1, ~((loss[t] - ref).abs() <= limit))]
+        if rules.target_loss is not None:
+            hits.append((2, loss[t] <= rules.target_loss))
+        if rules.grad_tol is not None:
+            hits.append((3, gnorm[t] <= rules.grad_tol))
+        if small_step is not None:
+            hits.append((4, small_step))
+        any_hit = hits[0][1]
+        for _, h in hits[1:]:
+            any_hit = any_hit | h
+        # 2. bookkeeping only on the (rare) steps where some active member stops
+        if t == T or bool((any_hit & active).any()):
+            why = np.where(active.numpy(), 5 if t == T else 0, 0)
+            for c, h in reversed(hits):  # reversed so the first rule in the list wins
+                why = np.where(h.numpy() & active.numpy(), c, why)
+            newly = why > 0
+            code[newly], stop_step[newly] = why[newly], t
+            active = torch.from_numpy(code == 0)
+            all_active = False
         elapsed[t] = time.perf_counter() - t0
-        if not bool(active.any()):
+        if not all_active and not bool(active.any()):
             break
+        # 3. one update for everyone; stopped members keep their point
         x_new = step(x, g)
-        x_new = torch.where(active.view(-1, *([1] * (x.dim() - 1))), x_new, x)
+        if not all_active:
+            x_new = torch.where(active.view(-1, *([1] * (x.dim() - 1))), x_new, x)
         if rules.x_tol is not None:
-            small_step = (x_new - x).flatten(1).norm(dim=1) <= rules.x_tol
+            small_step = torch.linalg.vector_norm((x_new - x).flatten(1), dim=1) <= rules.x_tol
         x = x_new
     n = t + 1
     return BatchResult(
         loss=loss[:n].numpy(),
         grad_norm=gnorm[:n].numpy(),
         trajectory=None if traj is None else traj[:n].numpy(),
-        stop_step=stop_step.numpy(),
+        stop_step=stop_step,
         reason=[REASONS[c] for c in code.tolist()],
         elapsed=elapsed[:n],
         final_x=x.detach().to(torch.float64).numpy(),
