@@ -149,6 +149,11 @@ def run_job(cfg: DictConfig) -> list[dict]:
     out = []
     for batch, ov in zip(batches, overrides):
         members = results(batch, run_batch(batch), ov)
+        if parent is None:  # a single run carries its own provenance (a sweep's parent run has it otherwise)
+            from harness.provenance import tags as provenance
+
+            for r in members:
+                r.tags.update(provenance())
         ids = tracker.log_runs([record(r, batch.problem.f_star) for r in members], parent)
         for r, run_id in zip(members, ids):
             r.run_id = run_id

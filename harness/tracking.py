@@ -214,6 +214,8 @@ class Tracker:
         )
         with self.sql_store.ManagedSessionMaker() as session:
             conn = session.connection()
+            if conn.dialect.name == "sqlite":  # a 256 MB page cache: index updates of big inserts stay in memory
+                conn.exec_driver_sql("PRAGMA cache_size=-262144")
             mark = {"qmark": "?", "numeric": "?", "format": "%s", "pyformat": "%s"}.get(conn.dialect.paramstyle)
             for model, cols, rows in tables:
                 if not rows:

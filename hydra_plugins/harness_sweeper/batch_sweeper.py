@@ -141,9 +141,9 @@ class BatchSweeper(Sweeper):
         log.info(f"Sweep: {total} runs in {len(groups)} batched job(s); validated in {time.perf_counter() - t_start:.1f} s")
 
         name = f"sweep {time.strftime('%Y-%m-%d %H:%M:%S')} ({total} runs)"
-        parent = tracker.start_parent(
-            name, {"harness.sweep": "true", "harness.overrides": " ".join(arguments)[:5000]}
-        )
+        from harness.provenance import tags as provenance
+
+        parent = tracker.start_parent(name, {"harness.sweep": "true", "harness.runs": str(total), **provenance()})
         extra = [f"tracking.uri={_quote(uri)}", f"tracking.parent_run_id={parent}"]
         status, results = "FAILED", []
         try:

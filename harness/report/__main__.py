@@ -1,0 +1,65 @@
+"""``python -m harness.report``: write reports/<name>/report.md for a sweep and attach it to the sweep's run.
+
+    python -m harness.report                           # the latest sweep in sqlite:///mlflow.db
+    python -m harness.report --sweep <parent run id>   # a given sweep
+    python -m harness.report --filter "params.problem = 'rosenbrock'" --name rosenbrock
+    python -m harness.report --uri http://127.0.0.1:5000 --experiment harness
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+import time
+from pathlib import Path
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m harness.report", description="Markdown report with figures for a sweep stored in MLflow.")
+    ap.add_argument("--uri", help="tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db here)")
+    ap.add_argument("--experiment", default=None, help="experiment name (default: $MLFLOW_EXPERIMENT_NAME, else harness)")
+    ap.add_argument("--sweep", help="the sweep's parent run id (default: the latest sweep)")
+    ap.add_argument("--filter", help="an MLflow filter over member runs instead of one sweep, e.g. \"params.problem = 'rosenbrock'\"")
+    ap.add_argument("--name", help="report directory under --out (default: derived from the sweep)")
+    ap.add_argument("--out", default="reports", help="parent directory of reports (default: reports)")
+    ap.add_argument("--target", type=float, default=1e-6, help="target level of f - f* for steps-to-target (default 1e-6)")
+    ap.add_argument("--no-attach", action="store_true", help="do not attach the report to the sweep's parent run")
+    a = ap.parse_args(argv)
+
+    from harness.report.data import ReportError, load
+    from harness.tracking import experiment_name, resolve_uri
+
+    t0 = time.perf_counter()
+    uri = resolve_uri(a.uri)
+    try:
+        if a.target <= 0:
+            raise ReportError(f"--target={a.target} is not allowed; allowed: a number > 0 (a logged level such as 1e-6)")
+        sweep = load(uri, experiment_name(a.experiment or "harness"), a.sweep, a.filter)
+    except ReportError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except Exception as e:  # noqa: BLE001 - an unreachable store or a bad run id: one line, no traceback
+        print(f"error: cannot read runs from {uri}: {str(e).splitlines()[0] if str(e) else type(e).__name__}", file=sys.stderr)
+        return 2
+    if a.name:
+        name = a.name
+    elif sweep.parent is not None:
+        name = "sweep-" + time.strftime("%Y%m%d-%H%M%S", time.localtime(sweep.parent.info.start_time / 1000))
+    else:
+        name = "filter-" + time.strftime("%Y%m%d-%H%M%S")
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "-", name)
+    from harness.report.build import build
+
+    path = build(sweep, Path(a.out) / name, name, a.target)
+    figs = len(list(path.parent.glob("*.png")))
+    attached = ""
+    if sweep.parent is not None and not a.no_attach:
+        sweep.client.log_artifacts(sweep.parent.info.run_id, str(path.parent), "report")
+        attached = f"; attached to run {sweep.parent.info.run_id} (artifacts/report)"
+    print(f"Report: {path} ({len(sweep.runs)} runs, {figs} figures, {time.perf_counter() - t0:.1f} s){attached}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
