@@ -17,9 +17,11 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e . --config-settings editable_mode=compat
 	@touch $@
 
-# A representative sweep into ./mlflow.db: 7 optimizers x 2 problems x 11 learning rates x 3 seeds.
+# A representative sweep into ./mlflow.db (7 optimizers x 2 problems x 11 learning rates x 3 seeds),
+# then its report in reports/demo/report.md (committed as the example report).
 demo: venv
 	$(PY) -m harness problem=rosenbrock,himmelblau optimizer=gd,momentum,nesterov,adagrad,rmsprop,adam,adamw grid=lr_decades seed=0,1,2 steps=1000 -m
+	$(PY) -m harness.report --name demo
 	@echo "(mlflow is in $(VENV)/bin: run 'source $(VENV)/bin/activate' first)"
 
 test: venv

@@ -116,9 +116,12 @@ def build(sweep: Sweep, out: Path, name: str, target: float) -> Path:
     best = analysis.best_lrs(runs, target)
     summ = analysis.summary(runs, target)
     shares = analysis.outcome_shares(runs)
+    import os
+
+    shown_uri = sweep.uri.replace("sqlite:///" + os.getcwd() + "/", "sqlite:///")
     src = f"sweep `{sweep.parent.info.run_id}` ({sweep.parent.info.run_name})" if sweep.parent is not None else "the runs matching the filter"
     md = [f"# Optimizer report: {name}", "",
-          f"Generated {time.strftime('%Y-%m-%d %H:%M')} from {src} in experiment `{sweep.experiment}` of `{sweep.uri}`: "
+          f"Generated {time.strftime('%Y-%m-%d %H:%M')} from {src} in experiment `{sweep.experiment}` of `{shown_uri}`: "
           f"{len(runs)} finished runs, {runs['problem'].nunique()} problem(s), {runs['optimizer'].nunique()} optimizer(s)."]
     if sweep.in_progress or sweep.unfinished:
         md += ["", f"> **Partial results:** {'the sweep is still running; ' if sweep.in_progress else ''}"
