@@ -33,6 +33,8 @@ class MemberResult:
     reason: str
     summary: dict[str, float]
     tags: dict[str, str]
+    epoch_per_step: float | None = None  # data problems: batch / samples
+    sparse: dict = None  # key -> (steps, values): evaluations such as test accuracy
     run_id: str | None = None
 
 
@@ -79,7 +81,8 @@ def run_batch(batch: Batch) -> runner.BatchResult:
     x = batch.problem.init()
     step = _torch_step(batch, x) if batch.torch_class else _functional_step(batch, x)
     with torch.no_grad():
-        return runner.run(batch.problem.loss_and_grad, x, step, batch.rules, batch.problem.f_star)
+        p = batch.problem
+        return runner.run(p.loss_and_grad, x, step, batch.rules, p.f_star, p.update_grad(), p.evaluate, p.eval_every)
 
 
 def run_name(c: dict, extra: list[str]) -> str:
@@ -102,7 +105,17 @@ def results(batch: Batch, res: runner.BatchResult, overrides: list[list[str]]) -
             summary["global_min_reached"] = float(bool(m) and m.kind == "global")
         traj = None if res.trajectory is None else res.trajectory[:n, i]
         c["lr"] = float(effective_lr(c))
-        out.append(MemberResult(run_name(c, overrides[i]), c, loss, gn, traj, res.elapsed[:n], res.started_at, res.reason[i], summary, tags))
+        p = batch.problem
+        per_step = (getattr(p, "batch_size", None) or p.samples) / p.samples if p.samples else None
+        sparse = {}
+        for key, (steps, vals) in res.evals.items():
+            keep = steps <= n - 1
+            sparse[key] = (steps[keep], vals[keep, i])
+            if keep.any():
+                summary[f"final_{key}"] = float(vals[keep, i][-1])
+        if per_step is not None:
+            summary["epochs"] = (n - 1) * per_step
+        out.append(MemberResult(run_name(c, overrides[i]), c, loss, gn, traj, res.elapsed[:n], res.started_at, res.reason[i], summary, tags, per_step, sparse))
     return out
 
 
@@ -123,6 +136,8 @@ def record(r: MemberResult, f_star: float | None) -> RunRecord:
     params = flatten(cfg)
     params.update(problem=cfg["problem"]["name"], optimizer=cfg["optimizer"]["name"])
     curves = {"loss": r.loss, "grad_norm": r.grad_norm}
+    if r.epoch_per_step is not None:
+        curves["epoch"] = np.arange(len(r.loss)) * r.epoch_per_step
     if f_star is not None:
         curves["suboptimality"] = np.maximum(r.loss - f_star, 0.0)
     artifacts = {"config.yaml": yaml.dump(r.config, Dumper=_Dumper, sort_keys=False)}
@@ -134,7 +149,7 @@ def record(r: MemberResult, f_star: float | None) -> RunRecord:
         np.savetxt(buf, table, fmt=["%d"] + ["%.17g"] * (table.shape[1] - 1), delimiter=",", header=f"step,{cols},loss", comments="")
         artifacts["trajectory.csv"] = buf.getvalue()
     summary = {k: v for k, v in r.summary.items() if not (k == "linear_rate" and math.isnan(v))}
-    return RunRecord(r.name, params, r.tags, summary, curves, r.started_at, r.elapsed, artifacts)
+    return RunRecord(r.name, params, r.tags, summary, curves, r.started_at, r.elapsed, artifacts, r.sparse or {})
 
 
 def run_job(cfg: DictConfig) -> list[dict]:

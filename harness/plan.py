@@ -21,7 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 from harness.runner import StopRules
 from optimizers.base import ConfigError, Optimizer
 
-TOP_KEYS = ["problem", "optimizer", "lr", "steps", "seed", "dtype", "stop", "stats", "tracking", "members"]
+TOP_KEYS = ["problem", "optimizer", "lr", "steps", "seed", "dtype", "batch_size", "stop", "stats", "tracking", "members"]
 STOP_KEYS = ["grad_tol", "x_tol", "target_loss", "divergence_factor"]
 STATS_KEYS = ["targets", "basin_tol"]
 TRACKING_KEYS = ["uri", "experiment", "parent_run_id"]
@@ -108,7 +108,7 @@ def validate_common(c: Cfg) -> None:
     steps, seed = c.get("steps"), c.get("seed")
     _require("steps", steps, isinstance(steps, int) and not isinstance(steps, bool) and steps > 0, "an integer > 0")
     _require("seed", seed, isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0, "an integer >= 0")
-    _require("dtype", c.get("dtype"), c.get("dtype") in DTYPES, " | ".join(DTYPES))
+    _require("dtype", c.get("dtype"), c.get("dtype") is None or c.get("dtype") in DTYPES, " | ".join(DTYPES) + " | null")
     stop = c["stop"]
     for k in ("grad_tol", "x_tol", "target_loss"):
         v = stop.get(k)
@@ -129,12 +129,26 @@ def _kwargs(section: dict) -> dict:
     return {k: v for k, v in section.items() if k not in META_KEYS}
 
 
-def _check_signature(group: str, fn, kwargs: dict, internal=("seeds", "dtype", "batch", "params")) -> None:
-    params = inspect.signature(fn).parameters
-    if any(p.kind is p.VAR_KEYWORD for p in params.values()) and group == "optimizer":
+def accepted(fn) -> tuple[list[str], bool]:
+    """Keyword arguments ``fn`` accepts (for a class: through ``**kw`` up its bases), and whether
+    it takes any keyword at all (a torch.optim class with ``**kwargs``)."""
+    names: list[str] = []
+    targets = [c.__init__ for c in fn.__mro__ if "__init__" in vars(c)] if inspect.isclass(fn) else [fn]
+    for f in targets:
+        params = inspect.signature(f).parameters.values()
+        names += [p.name for p in params if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL) and p.name not in names and p.name != "self"]
+        if not any(p.kind is p.VAR_KEYWORD for p in params):
+            return names, False
+        if not inspect.isclass(fn):
+            return names, True
+    return names, True
+
+
+def _check_signature(group: str, fn, kwargs: dict, internal=("seeds", "dtype", "batch", "params", "X", "y", "batch_size")) -> None:
+    names, open_ended = accepted(fn)
+    if open_ended and group == "optimizer":
         return
-    allowed = [k for k in params if k not in internal and params[k].kind is not params[k].VAR_KEYWORD]
-    _unknown(group + ".", kwargs, allowed)
+    _unknown(group + ".", kwargs, [k for k in names if k not in internal])
 
 
 def build_batch(members: list[Cfg]) -> Batch:
@@ -144,12 +158,17 @@ def build_batch(members: list[Cfg]) -> Batch:
     for c in members[1:]:  # members of a batch differ only in lr, seed and optimizer numbers
         _require("lr", effective_lr(c), is_number(effective_lr(c)) and math.isfinite(effective_lr(c)) and effective_lr(c) > 0, "a number > 0")
         _require("seed", c["seed"], isinstance(c["seed"], int) and not isinstance(c["seed"], bool) and c["seed"] >= 0, "an integer >= 0")
-    dtype = DTYPES[first["dtype"]]
     seeds = [int(c["seed"]) for c in members]
-
     problem_cls = import_target("problem._target_", first["problem"]["_target_"])
+    dtype = DTYPES[first["dtype"]] if first.get("dtype") else getattr(problem_cls, "default_dtype", torch.float64)
     pk = _kwargs(first["problem"])
     _check_signature("problem", problem_cls, pk)
+    bs = first.get("batch_size")
+    if bs is not None:
+        if "batch_size" not in accepted(problem_cls)[0]:
+            raise ConfigError(f"batch_size={bs!r} is not allowed for problem {first['problem'].get('name')}; allowed: null "
+                              "(mini-batches are for data problems; use problem.grad_noise for noisy gradients)")
+        pk["batch_size"] = bs
     problem = problem_cls(**pk, seeds=seeds, dtype=dtype)
 
     target = import_target("optimizer._target_", first["optimizer"]["_target_"])

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -48,20 +48,28 @@ class BatchResult:
     elapsed: np.ndarray  # [T+1] seconds since the start, shared by the batch
     final_x: np.ndarray  # [B, d]
     started_at: float  # time.time() at step 0
+    evals: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)  # key -> (steps [E], values [E, B])
 
 
 Step = Callable[[Tensor, Tensor], Tensor]  # (x_t, grad_t) -> x_{t+1}
 
 
 def run(
-    loss_and_grad: Callable[[Tensor], tuple[Tensor, Tensor]],
+    loss_and_grad: Callable[[Tensor, int], tuple[Tensor, Tensor]],
     x: Tensor,
     step: Step,
     rules: StopRules,
     f_ref: float | None = None,
+    update_grad: Callable[[Tensor, Tensor, int], Tensor] | None = None,
+    evaluate: Callable[[Tensor], dict[str, Tensor]] | None = None,
+    eval_every: int = 0,
 ) -> BatchResult:
     """Run the batch ``x[B, d]`` under ``rules``. ``f_ref`` (f* when known, else 0) sets the
-    divergence scale: a member diverges when |loss - f_ref| > factor * max(1, |loss_0 - f_ref|)."""
+    divergence scale: a member diverges when |loss - f_ref| > factor * max(1, |loss_0 - f_ref|).
+
+    ``update_grad(x, g, t)`` gives the gradient the update uses (a mini-batch or noisy one);
+    the recorded loss and gradient, and the stopping rules, use the exact ones.
+    ``evaluate(x)`` (e.g. test accuracy) runs every ``eval_every`` steps and at the last step."""
     T, (B, d) = rules.steps, x.shape
     ref = 0.0 if f_ref is None else f_ref
     loss = torch.empty(T + 1, B, dtype=torch.float64)
@@ -74,10 +82,12 @@ def run(
     all_active = True
     small_step = None
     limit = None
+    eval_steps: list[int] = []
+    eval_vals: dict[str, list] = {}
     started_at, t0 = time.time(), time.perf_counter()
     t = 0
     for t in range(T + 1):
-        f, g = loss_and_grad(x)
+        f, g = loss_and_grad(x, t)
         gn = torch.linalg.vector_norm(g.flatten(1), dim=1)
         loss[t], gnorm[t] = f, gn
         if traj is not None:
@@ -104,11 +114,16 @@ def run(
             code[newly], stop_step[newly] = why[newly], t
             active = torch.from_numpy(code == 0)
             all_active = False
+        done = not all_active and not bool(active.any())
+        if evaluate is not None and (t == T or done or (eval_every and t % eval_every == 0)):
+            eval_steps.append(t)
+            for k, v in evaluate(x).items():
+                eval_vals.setdefault(k, []).append(v.detach().to(torch.float64))
         elapsed[t] = time.perf_counter() - t0
-        if not all_active and not bool(active.any()):
+        if done:
             break
         # 3. one update for everyone; stopped members keep their point
-        x_new = step(x, g)
+        x_new = step(x, g if update_grad is None else update_grad(x, g, t))
         if not all_active:
             x_new = torch.where(active.view(-1, *([1] * (x.dim() - 1))), x_new, x)
         if rules.x_tol is not None:
@@ -124,4 +139,5 @@ def run(
         elapsed=elapsed[:n],
         final_x=x.detach().to(torch.float64).numpy(),
         started_at=started_at,
+        evals={k: (np.array(eval_steps), torch.stack(v).numpy()) for k, v in eval_vals.items()},
     )

@@ -77,6 +77,7 @@ class RunRecord:
     started_at: float  # epoch seconds at step 0
     elapsed: np.ndarray  # seconds since step 0, per step
     artifacts: dict[str, str] = field(default_factory=dict)  # path -> text
+    sparse: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)  # key -> (steps, values), e.g. test accuracy
 
     def metric_points(self) -> list[tuple[str, float, int, int]]:
         """(key, value, timestamp ms, step): sampled curve points, then the summary at the last step."""
@@ -90,10 +91,15 @@ class RunRecord:
         last = len(self.elapsed) - 1
         n_sum = len(self.summary)
         keys = [k for k in self.curves for _ in idx] + list(self.summary)
-        values = np.concatenate([np.asarray(c, dtype=np.float64)[idx] for c in self.curves.values()] + [np.array(list(self.summary.values()), dtype=np.float64)])
-        ts = np.concatenate([np.tile(stamps[idx], len(self.curves)), np.full(n_sum, stamps[last])])
-        st = np.concatenate([np.tile(idx, len(self.curves)), np.full(n_sum, last)])
-        return keys, values, ts, st
+        values = [np.asarray(c, dtype=np.float64)[idx] for c in self.curves.values()] + [np.array(list(self.summary.values()), dtype=np.float64)]
+        ts = [np.tile(stamps[idx], len(self.curves)), np.full(n_sum, stamps[last])]
+        st = [np.tile(idx, len(self.curves)), np.full(n_sum, last)]
+        for k, (steps, vals) in self.sparse.items():
+            keys += [k] * len(steps)
+            values.append(np.asarray(vals, dtype=np.float64))
+            ts.append(stamps[steps])
+            st.append(np.asarray(steps))
+        return keys, np.concatenate(values), np.concatenate(ts), np.concatenate(st)
 
 
 class Tracker:

@@ -58,11 +58,18 @@ class Problem:
     name = "problem"
     minima: list[Minimum] = []
     f_star: float | None = None
+    default_dtype = torch.float64  # used when the config's dtype is null
+    eval_every = 0  # steps between evaluate() calls (0: never)
+    samples: int | None = None  # training examples (data problems); epochs = step * batch / samples
 
-    def __init__(self, dim: int, x0=None, box=(-1.0, 1.0), *, seeds: Sequence[int] = (0,), dtype=torch.float64):
+    def __init__(self, dim: int, x0=None, box=(-1.0, 1.0), grad_noise: float = 0.0, *, seeds: Sequence[int] = (0,), dtype=torch.float64):
         if not isinstance(dim, int) or isinstance(dim, bool) or dim < 1:
             raise ConfigError(f"problem.dim={dim!r} is not allowed; allowed: an integer >= 1")
         self.dim, self.seeds, self.dtype = dim, [int(s) for s in seeds], dtype
+        ok = isinstance(grad_noise, (int, float)) and not isinstance(grad_noise, bool) and grad_noise >= 0
+        if not ok:
+            raise ConfigError(f"problem.grad_noise={grad_noise!r} is not allowed; allowed: a number >= 0")
+        self.grad_noise = float(grad_noise)
         self.box = self._parse_box(box)
         self.x0 = None
         if x0 is not None:
@@ -100,14 +107,31 @@ class Problem:
     def loss(self, x: Tensor) -> Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def loss_and_grad(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """Per-member loss ``[B]`` and gradient ``[B, dim]``. Members are independent, so
-        the gradient of the summed loss is each member's own gradient."""
+    def loss_and_grad(self, x: Tensor, t: int | None = None) -> tuple[Tensor, Tensor]:
+        """Per-member loss ``[B]`` and gradient ``[B, dim]`` at step ``t``. Members are
+        independent, so the gradient of the summed loss is each member's own gradient."""
         with torch.enable_grad():
             x = x.detach().requires_grad_(True)
             f = self.loss(x)
             (g,) = torch.autograd.grad(f.sum(), x)
         return f.detach(), g
+
+    def update_grad(self) -> Callable[[Tensor, Tensor, int], Tensor] | None:
+        """The gradient the optimizer's update uses, when it is not the exact one: here the
+        exact gradient plus N(0, grad_noise^2 I) noise from each member's own generator."""
+        if self.grad_noise == 0:
+            return None
+        gens = [torch.Generator().manual_seed(int(rng(s, "grad_noise").integers(2**62))) for s in self.seeds]
+
+        def noisy(x: Tensor, g: Tensor, t: int) -> Tensor:
+            noise = torch.stack([torch.randn(g.shape[1:], generator=gen, dtype=torch.float64) for gen in gens])
+            return g + self.grad_noise * noise.to(g.dtype)
+
+        return noisy
+
+    def evaluate(self, x: Tensor) -> dict[str, Tensor]:
+        """Extra per-member metrics every ``eval_every`` steps (e.g. test accuracy)."""
+        return {}
 
     def nearest_minimum(self, x: Tensor, tol: float) -> list[Minimum | None]:
         """For each member, the listed minimum within ``tol`` (Euclidean) of ``x``, else ``None``."""

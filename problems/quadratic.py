@@ -51,7 +51,7 @@ class Quadratic(Problem):
         e = x - self.center
         return 0.5 * torch.einsum("bi,bij,bj->b", e, self.A, e)
 
-    def loss_and_grad(self, x: Tensor) -> tuple[Tensor, Tensor]:
+    def loss_and_grad(self, x: Tensor, t: int | None = None) -> tuple[Tensor, Tensor]:
         e = x - self.center
         g = torch.einsum("bij,bj->bi", self.A, e)
         return 0.5 * (e * g).sum(-1), g

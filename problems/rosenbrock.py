@@ -41,7 +41,7 @@ class Rosenbrock(Problem):
     def loss(self, x: Tensor) -> Tensor:
         return rosenbrock(x)
 
-    def loss_and_grad(self, x: Tensor) -> tuple[Tensor, Tensor]:
+    def loss_and_grad(self, x: Tensor, t: int | None = None) -> tuple[Tensor, Tensor]:
         # Closed form: about 3x faster than autograd for the tiny tensors of a sweep.
         a, b = x[..., :-1], x[..., 1:]
         r = b - a * a

@@ -26,6 +26,12 @@ CASES = {
     "unknown optimizer key": (["optimizer.betaz=0.9"], ["'optimizer.betaz'", "allowed:", "betas"]),
     "unknown stop rule": (["stop.gradtol=1e-6"], ["'stop.gradtol'", "allowed:", "grad_tol"]),
     "wrong x0 length": (["problem.x0=[1,2,3]"], ["problem.x0=[1.0, 2.0, 3.0]", "allowed: 2 numbers"]),
+    "zero batch_size": (["problem=logistic_regression", "batch_size=0"], ["batch_size=0", "allowed: null (full batch) or an integer 1..569"]),
+    "batch_size above the dataset": (["problem=linear_regression", "problem.dataset=diabetes", "batch_size=1000"], ["batch_size=1000", "1..442"]),
+    "batch_size on an analytic problem": (["problem=rosenbrock", "batch_size=8"], ["batch_size=8", "allowed: null"]),
+    "unknown dataset": (["problem=linear_regression", "problem.dataset=iris"], ["problem.dataset='iris'", "allowed: synthetic, diabetes, seed_example"]),
+    "negative l2": (["problem=logistic_regression", "problem.l2=-0.1"], ["problem.l2=-0.1", "allowed: a number >= 0"]),
+    "negative gradient noise": (["problem.grad_noise=-1"], ["problem.grad_noise=-1", "allowed: a number >= 0"]),
     "unreachable tracking server": (["tracking.uri=http://127.0.0.1:9"], ["tracking.uri=http://127.0.0.1:9", "unreachable", "allowed:"]),
     "unreachable tracking server in a sweep": (["tracking.uri=http://127.0.0.1:9", "-m", "lr=0.1,0.2"], ["tracking.uri=http://127.0.0.1:9", "unreachable"]),
 }

@@ -176,7 +176,7 @@ def summary(results: List[dict], uri: str, experiment_id: str, parent: str, seco
         by[(r["problem"], r["optimizer"])][r["lr"]].append(r)
     n_div = sum(int(r["diverged"]) for r in results)
     lines = [f"\nSweep done: {len(results)} runs in {seconds:.1f} s, {n_div} diverged.", ""]
-    lines.append(f"{'problem':<16} {'optimizer':<10} {'best lr':>9} {'median final':>13} {'diverged':>9} {'global min':>11}")
+    lines.append(f"{'problem':<20} {'optimizer':<10} {'best lr':>9} {'median final':>13} {'diverged':>9} {'global min':>11}")
     for (prob, opt), lrs in sorted(by.items()):
         def score(rs):
             vals = [r.get("final_suboptimality", r["final_loss"]) for r in rs]
@@ -187,7 +187,7 @@ def summary(results: List[dict], uri: str, experiment_id: str, parent: str, seco
         n = sum(len(v) for v in lrs.values())
         d = sum(int(r["diverged"]) for v in lrs.values() for r in v)
         glob = sum(int(r.get("global_min_reached", 0)) for r in lrs[best])
-        lines.append(f"{prob:<16} {opt:<10} {best:>9.3g} {score(lrs[best]):>13.3e} {d:>4}/{n:<4} {glob:>5}/{len(lrs[best]):<5}")
+        lines.append(f"{prob:<20} {opt:<10} {best:>9.3g} {score(lrs[best]):>13.3e} {d:>4}/{n:<4} {glob:>5}/{len(lrs[best]):<5}")
     import os
 
     shown = uri.replace("sqlite:///" + os.getcwd() + "/", "sqlite:///")  # relative when in the launch dir

@@ -1,0 +1,126 @@
+"""A small convolutional net on scikit-learn's bundled 8x8 digits (1,797 images, 10 classes).
+
+    conv 3x3 (1 -> c1) - ReLU - maxpool 2 - conv 3x3 (c1 -> c2) - ReLU - maxpool 2 - linear (4 c2 -> 10)
+
+Every member of a batch is its own network: the parameters of all members are one tensor
+[B, P] (views give each layer's weights), and ``torch.func.vmap`` over
+``torch.func.functional_call`` runs the B networks in one pass, each on its own mini-batch.
+The train/test split is fixed by ``data_seed``; pixels are standardised with the training mean and std. The
+recorded loss is the training loss of the step's mini-batch (the full training set when
+``batch_size`` is null); test loss and accuracy are evaluated every ``eval_every`` steps.
+f* is unknown. Float32 by default.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torch.func import functional_call, vmap
+
+from optimizers.base import ConfigError
+from problems.base import rng
+from problems.data import DataProblem
+
+
+class DigitsNet(nn.Module):
+    def __init__(self, c1: int, c2: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, c1, 3, padding=1)
+        self.conv2 = nn.Conv2d(c1, c2, 3, padding=1)
+        self.fc = nn.Linear(4 * c2, 10)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = nn.functional.max_pool2d(torch.relu(self.conv1(x)), 2)
+        x = nn.functional.max_pool2d(torch.relu(self.conv2(x)), 2)
+        return self.fc(x.flatten(1))
+
+
+class CNN(DataProblem):
+    name = "cnn"
+    default_dtype = torch.float32
+
+    def __init__(self, channels=(16, 32), test_fraction=0.2, data_seed=0, eval_every=100, **kw):
+        ok = isinstance(channels, (list, tuple)) and len(channels) == 2 and all(isinstance(c, int) and c > 0 for c in channels)
+        if not ok:
+            raise ConfigError(f"problem.channels={channels!r} is not allowed; allowed: two integers > 0")
+        if not (isinstance(test_fraction, float) and 0 < test_fraction < 1):
+            raise ConfigError(f"problem.test_fraction={test_fraction!r} is not allowed; allowed: a number in (0, 1)")
+        if not (isinstance(eval_every, int) and eval_every >= 0):
+            raise ConfigError(f"problem.eval_every={eval_every!r} is not allowed; allowed: an integer >= 0 (0: only at the end)")
+        from sklearn.datasets import load_digits
+
+        X, y = load_digits(return_X_y=True)
+        order = rng(data_seed, "digits_split").permutation(len(y))
+        n_test = int(round(test_fraction * len(y)))
+        test, train = order[:n_test], order[n_test:]
+        self.net = DigitsNet(*channels)
+        self.shapes = {k: v.shape for k, v in self.net.named_parameters()}
+        self.sizes = {k: math.prod(s) for k, s in self.shapes.items()}
+        mean, std = (X[train] / 16.0).mean(), (X[train] / 16.0).std()
+        X = (X / 16.0 - mean) / std  # one global standardisation, from the training images
+        super().__init__(X[train], y[train].astype(np.int64), **kw)
+        self.y = self.y.long()
+        self.X_test = torch.tensor(X[test], dtype=self.dtype).view(-1, 1, 8, 8)
+        self.y_test = torch.tensor(y[test], dtype=torch.long)
+        self.X = self.X.view(-1, 1, 8, 8)
+        self.dim = sum(self.sizes.values())
+        self.eval_every = eval_every
+        self.f_star, self.minima = None, []
+        self.stream = self.batches() if self.batch_size else None
+
+    def init(self) -> Tensor:
+        """torch's default layer init, U(-1/sqrt(fan_in), 1/sqrt(fan_in)), from each member's seed."""
+        if self.x0 is not None:
+            return super().init()
+        rows = []
+        for s in self.seeds:
+            g = rng(s, "cnn_init")
+            parts = []
+            for k, shape in self.shapes.items():
+                fan_in = math.prod(self.shapes[k.replace("bias", "weight")][1:])
+                parts.append(g.uniform(-1, 1, self.sizes[k]) / math.sqrt(fan_in))
+            rows.append(np.concatenate(parts))
+        return torch.tensor(np.stack(rows), dtype=self.dtype)
+
+    def _params(self, x: Tensor) -> dict[str, Tensor]:
+        out, i = {}, 0
+        for k, shape in self.shapes.items():
+            out[k] = x[:, i : i + self.sizes[k]].view(x.shape[0], *shape)
+            i += self.sizes[k]
+        return out
+
+    def logits(self, x: Tensor, images: Tensor) -> Tensor:
+        """Logits [B, k, 10]; ``images`` is [B, k, 1, 8, 8] (each member's own) or [k, 1, 8, 8] (shared)."""
+        shared = images.dim() == 4
+        f = vmap(lambda p, im: functional_call(self.net, p, (im,)), in_dims=(0, None if shared else 0))
+        return f(self._params(x), images)
+
+    def loss_on(self, x: Tensor, idx: Tensor | None) -> Tensor:
+        if idx is None:
+            lg, y = self.logits(x, self.X), self.y.expand(x.shape[0], -1)
+        else:
+            lg, y = self.logits(x, self.X[idx]), self.y[idx]
+        return nn.functional.cross_entropy(lg.flatten(0, 1), y.flatten(), reduction="none").view(y.shape).mean(-1)
+
+    def loss_and_grad(self, x: Tensor, t: int | None = None) -> tuple[Tensor, Tensor]:
+        """Loss and gradient of the step's mini-batch: one forward/backward per step."""
+        idx = next(self.stream) if self.stream is not None and t is not None else None
+        with torch.enable_grad():
+            xx = x.detach().requires_grad_(True)
+            f = self.loss_on(xx, idx)
+            (g,) = torch.autograd.grad(f.sum(), xx)
+        return f.detach(), g
+
+    def update_grad(self):
+        return super(DataProblem, self).update_grad()  # the step's gradient is already the mini-batch one
+
+    def evaluate(self, x: Tensor) -> dict[str, Tensor]:
+        with torch.no_grad():
+            lg = self.logits(x, self.X_test)
+            y = self.y_test.expand(x.shape[0], -1)
+            loss = nn.functional.cross_entropy(lg.flatten(0, 1), y.flatten(), reduction="none").view(y.shape).mean(-1)
+            acc = (lg.argmax(-1) == y).to(torch.float64).mean(-1)
+        return {"test_loss": loss, "test_accuracy": acc}

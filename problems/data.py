@@ -1,0 +1,187 @@
+"""Regression problems on real or synthetic data, with full-batch, stochastic or mini-batch gradients.
+
+Parameters are one vector per member, intercept first: theta = (b, w_1, ..., w_p).
+With ``batch_size = k`` each update uses k examples; every member shuffles the training set
+with its own seed at each epoch (an epoch is ceil(n / k) steps). The recorded loss, gradient
+norm and stopping rules use the exact full-data objective, so curves are comparable to f*.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from optimizers.base import ConfigError
+from problems.base import Minimum, Problem, rng
+
+LINEAR_DATASETS = ("synthetic", "diabetes", "seed_example")
+LOGISTIC_DATASETS = ("breast_cancer",)
+
+
+def _standardize(X: np.ndarray) -> np.ndarray:
+    return (X - X.mean(0)) / X.std(0)
+
+
+class DataProblem(Problem):
+    """Loss = mean over examples; ``loss_on(x, idx)`` evaluates it on the examples ``idx[B, k]``."""
+
+    X: Tensor
+    y: Tensor
+
+    def __init__(self, X: np.ndarray, y: np.ndarray, x0=None, batch_size=None, **kw):
+        super().__init__(X.shape[1] + 1, x0, (-1.0, 1.0), **kw)
+        self.X = torch.tensor(X, dtype=self.dtype)
+        self.y = torch.tensor(y, dtype=self.dtype)
+        self.samples = n = X.shape[0]
+        ok = batch_size is None or (isinstance(batch_size, int) and not isinstance(batch_size, bool) and 1 <= batch_size <= n)
+        if not ok:
+            raise ConfigError(f"batch_size={batch_size!r} is not allowed; allowed: null (full batch) or an integer 1..{n} (the training set size)")
+        self.batch_size = batch_size
+
+    def init(self) -> Tensor:
+        """Start at theta = 0 unless ``x0`` is given (the usual start for regression)."""
+        if self.x0 is None:
+            return torch.zeros(self.batch, self.dim, dtype=self.dtype)
+        return super().init()
+
+    def loss_on(self, x: Tensor, idx: Tensor | None) -> Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def loss(self, x: Tensor) -> Tensor:
+        return self.loss_on(x, None)
+
+    def _design(self, idx: Tensor | None) -> tuple[Tensor, Tensor]:
+        """Examples [B or 1, k, p] and targets [B or 1, k] of the batch (all examples if idx is None)."""
+        if idx is None:
+            return self.X[None], self.y[None]
+        return self.X[idx], self.y[idx]
+
+    def batches(self):
+        """Index batches [B, k] for steps 0, 1, ...: per member, a fresh permutation each epoch."""
+        n, k = self.samples, self.batch_size
+        per_epoch = math.ceil(n / k)
+        gens = [rng(s, "batches") for s in self.seeds]
+        perms = None
+        t = 0
+        while True:
+            j = t % per_epoch
+            if j == 0:
+                perms = torch.from_numpy(np.stack([g.permutation(n) for g in gens]))
+            yield perms[:, j * k : (j + 1) * k]
+            t += 1
+
+    def update_grad(self):
+        if self.batch_size is None:
+            return super().update_grad()
+        stream = self.batches()
+
+        def minibatch(x: Tensor, g: Tensor, t: int) -> Tensor:
+            idx = next(stream)
+            with torch.enable_grad():
+                xx = x.detach().requires_grad_(True)
+                (gb,) = torch.autograd.grad(self.loss_on(xx, idx).sum(), xx)
+            return gb
+
+        return minibatch
+
+
+class LinearRegression(DataProblem):
+    """Least squares with an intercept, torch.nn.MSELoss convention: f = mean_i (b + w.x_i - y_i)^2.
+
+    Datasets: ``synthetic`` (n, d, noise, condition: column scales spread over ``condition``),
+    ``diabetes`` (scikit-learn's bundled 442 x 10), ``seed_example`` (x = 1, 2, 3; y = 2, 3, 4).
+    f* and the minimiser come from an exact least-squares solve in float64.
+    """
+
+    name = "linear_regression"
+
+    def __init__(self, dataset="synthetic", n=200, d=5, noise=0.1, condition=10.0, standardize=True, data_seed=0, **kw):
+        if dataset not in LINEAR_DATASETS:
+            raise ConfigError(f"problem.dataset={dataset!r} is not allowed; allowed: {', '.join(LINEAR_DATASETS)}")
+        if dataset == "synthetic":
+            for key, v, lo in (("n", n, 1), ("d", d, 1)):
+                if not isinstance(v, int) or isinstance(v, bool) or v < lo:
+                    raise ConfigError(f"problem.{key}={v!r} is not allowed; allowed: an integer >= {lo}")
+            if not (isinstance(condition, (int, float)) and condition >= 1):
+                raise ConfigError(f"problem.condition={condition!r} is not allowed; allowed: a number >= 1")
+            if not (isinstance(noise, (int, float)) and noise >= 0):
+                raise ConfigError(f"problem.noise={noise!r} is not allowed; allowed: a number >= 0")
+            g = rng(data_seed, "linear_regression")
+            X = g.standard_normal((n, d)) * np.logspace(0, -math.log10(condition), d)
+            y = X @ g.standard_normal(d) + 1.0 + noise * g.standard_normal(n)
+        elif dataset == "diabetes":
+            from sklearn.datasets import load_diabetes
+
+            X, y = load_diabetes(return_X_y=True)
+            X = _standardize(X) if standardize else X
+        else:
+            X, y = np.array([[1.0], [2.0], [3.0]]), np.array([2.0, 3.0, 4.0])
+        self.dataset = dataset
+        super().__init__(X, y, **kw)
+        A = np.column_stack([np.ones(len(X)), X])
+        theta, *_ = np.linalg.lstsq(A, y, rcond=None)
+        self.f_star = float(np.mean((A @ theta - y) ** 2))
+        self.minima = [Minimum("least_squares", tuple(theta.tolist()), self.f_star, "global")]
+
+    def loss_on(self, x: Tensor, idx: Tensor | None) -> Tensor:
+        X, y = self._design(idx)
+        pred = x[:, :1] + (X * x[:, None, 1:]).sum(-1)
+        return ((pred - y) ** 2).mean(-1)
+
+
+def _newton_logistic(A: np.ndarray, y: np.ndarray, l2: float) -> np.ndarray:
+    """Independent reference solver: damped Newton's method in float64 to machine precision."""
+    n = len(y)
+    reg = np.full(A.shape[1], l2)
+    reg[0] = 0.0  # no penalty on the intercept
+
+    def f(th):
+        z = A @ th
+        return np.mean(np.logaddexp(0, z) - y * z) + 0.5 * np.sum(reg * th * th)
+
+    th = np.zeros(A.shape[1])
+    for _ in range(100):
+        p = 0.5 * (1 + np.tanh(0.5 * (A @ th)))
+        g = A.T @ (p - y) / n + reg * th
+        H = (A * (p * (1 - p))[:, None]).T @ A / n + np.diag(reg)
+        step = np.linalg.solve(H, g)
+        s = 1.0
+        while f(th - s * step) > f(th) and s > 1e-10:
+            s *= 0.5
+        th = th - s * step
+        if np.linalg.norm(g) < 1e-15:
+            break
+    return th
+
+
+class LogisticRegression(DataProblem):
+    """Binary logistic regression, mean log-loss + (l2 / 2) ||w||^2 (intercept not penalised), on
+    scikit-learn's bundled breast-cancer data (569 x 30, standardized features). l2 > 0 makes the
+    optimum unique; f* comes from an independent Newton solve in float64."""
+
+    name = "logistic_regression"
+
+    def __init__(self, dataset="breast_cancer", l2=1e-2, standardize=True, **kw):
+        if dataset not in LOGISTIC_DATASETS:
+            raise ConfigError(f"problem.dataset={dataset!r} is not allowed; allowed: {', '.join(LOGISTIC_DATASETS)}")
+        if not (isinstance(l2, (int, float)) and not isinstance(l2, bool) and l2 >= 0):
+            raise ConfigError(f"problem.l2={l2!r} is not allowed; allowed: a number >= 0 (> 0 for a unique optimum)")
+        from sklearn.datasets import load_breast_cancer
+
+        X, y = load_breast_cancer(return_X_y=True)
+        X = _standardize(X) if standardize else X
+        self.dataset, self.l2 = dataset, float(l2)
+        super().__init__(X, y.astype(float), **kw)
+        theta = _newton_logistic(np.column_stack([np.ones(len(X)), X]), y.astype(float), self.l2)
+        self.f_star = float(self.loss(torch.tensor(theta[None], dtype=torch.float64).to(self.dtype))[0]) if self.dtype == torch.float64 else None
+        if self.f_star is not None:
+            self.minima = [Minimum("optimum", tuple(theta.tolist()), self.f_star, "global")]
+
+    def loss_on(self, x: Tensor, idx: Tensor | None) -> Tensor:
+        X, y = self._design(idx)
+        z = x[:, :1] + (X * x[:, None, 1:]).sum(-1)
+        data = (torch.nn.functional.softplus(z) - y * z).mean(-1)
+        return data + 0.5 * self.l2 * (x[:, 1:] ** 2).sum(-1)
