@@ -88,25 +88,26 @@ def run(
     t = 0
     for t in range(T + 1):
         f, g = loss_and_grad(x, t)
-        gn = torch.linalg.vector_norm(g.flatten(1), dim=1)
+        f = f.to(torch.float64)
+        gn = torch.linalg.vector_norm(g if g.dim() == 2 else g.flatten(1), dim=1).to(torch.float64)
         loss[t], gnorm[t] = f, gn
         if traj is not None:
             traj[t] = x
         if limit is None:
-            limit = rules.divergence_factor * torch.clamp((loss[0] - ref).abs(), min=1.0)
+            limit = rules.divergence_factor * torch.clamp(torch.abs(f - ref), min=1.0)
         # 1. one fused test per rule; NaN and inf fail "<= limit", so they count as diverged
-        hits = [(1, ~((loss[t] - ref).abs() <= limit))]
+        hits = [(1, torch.logical_not(torch.abs(f - ref) <= limit))]
         if rules.target_loss is not None:
-            hits.append((2, loss[t] <= rules.target_loss))
+            hits.append((2, f <= rules.target_loss))
         if rules.grad_tol is not None:
-            hits.append((3, gnorm[t] <= rules.grad_tol))
+            hits.append((3, gn <= rules.grad_tol))
         if small_step is not None:
             hits.append((4, small_step))
         any_hit = hits[0][1]
         for _, h in hits[1:]:
             any_hit = any_hit | h
         # 2. bookkeeping only on the (rare) steps where some active member stops
-        if t == T or bool((any_hit & active).any()):
+        if t == T or bool((any_hit if all_active else any_hit & active).any()):
             why = np.where(active.numpy(), 5 if t == T else 0, 0)
             for c, h in reversed(hits):  # reversed so the first rule in the list wins
                 why = np.where(h.numpy() & active.numpy(), c, why)

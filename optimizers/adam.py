@@ -17,7 +17,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from optimizers.base import ConfigError, Optimizer, Params, bcast, check, per_member
+from optimizers.base import Broadcast, ConfigError, Optimizer, Params, check, per_member
 
 
 class AdamState(NamedTuple):
@@ -51,6 +51,10 @@ def adam(
     if not isinstance(amsgrad, bool):
         raise ConfigError(f"optimizer.amsgrad={amsgrad!r} is not allowed; allowed: true or false")
 
+    uniform = bool((beta1 == beta1[0]).all() and (beta2 == beta2[0]).all())
+    shared_betas = (float(beta1[0]), float(beta2[0])) if uniform else None
+    hp = Broadcast(lr=lr, wd=wd, b1=beta1, b2=beta2, eps=eps, one_minus_b1=1 - beta1, one_minus_b2=1 - beta2, decay=1 - lr * wd)
+
     def init(params: Params) -> AdamState:
         zeros = [torch.zeros_like(p) for p in params]
         return AdamState(0, zeros, list(zeros), list(zeros))
@@ -59,17 +63,21 @@ def adam(
         t = state.step + 1
         new_params, ms, vs, vmaxs = [], [], [], []
         for p, g, m, v, vmax in zip(params, grads, state.exp_avg, state.exp_avg_sq, state.max_exp_avg_sq):
-            lr_, wd_, b1, b2 = bcast(lr, p), bcast(wd, p), bcast(beta1, p), bcast(beta2, p)
+            h = hp(p)
             if decoupled_weight_decay:
-                p = p * (1 - lr_ * wd_)
+                p = p * h["decay"]
             else:
-                g = g + wd_ * p
-            m = torch.lerp(m, g, 1 - b1)
-            v = v * b2 + (1 - b2) * g * g
+                g = g + h["wd"] * p
+            m = torch.lerp(m, g, h["one_minus_b1"])
+            v = v * h["b2"] + h["one_minus_b2"] * g * g
             if amsgrad:
                 vmax = torch.maximum(vmax, v)
-            step_size = lr_ / (1 - b1**t)
-            denom = (vmax if amsgrad else v).sqrt() / (1 - b2**t).sqrt() + bcast(eps, p)
+            if shared_betas:  # Python floats, exactly as torch.optim computes the bias corrections
+                bc1, bc2_sqrt = 1 - shared_betas[0] ** t, (1 - shared_betas[1] ** t) ** 0.5
+            else:
+                bc1, bc2_sqrt = torch.rsub(torch.pow(h["b1"], t), 1), torch.rsub(torch.pow(h["b2"], t), 1).sqrt()
+            step_size = h["lr"] / bc1
+            denom = (vmax if amsgrad else v).sqrt() / bc2_sqrt + h["eps"]
             new_params.append(p - step_size * m / denom)
             ms.append(m)
             vs.append(v)

@@ -56,5 +56,20 @@ def bcast(h: Tensor, p: Tensor) -> Tensor:
     return h.view(-1, *([1] * (p.dim() - 1)))
 
 
+class Broadcast:
+    """Per-member hyperparameters viewed for each parameter rank, computed once (hot loops
+    then avoid re-viewing, and Python-level tensor operators such as ``1 - t``)."""
+
+    def __init__(self, **hp: Tensor):
+        self.hp = hp
+        self.cache: dict[int, dict[str, Tensor]] = {}
+
+    def __call__(self, p: Tensor) -> dict[str, Tensor]:
+        d = self.cache.get(p.dim())
+        if d is None:
+            d = self.cache[p.dim()] = {k: bcast(v, p) for k, v in self.hp.items()}
+        return d
+
+
 def batch_of(params: Sequence[Tensor]) -> int:
     return params[0].shape[0]

@@ -45,7 +45,8 @@ class Rosenbrock(Problem):
         # Closed form: about 3x faster than autograd for the tiny tensors of a sweep.
         a, b = x[..., :-1], x[..., 1:]
         r = b - a * a
+        d = torch.rsub(a, 1.0)  # 1 - a (torch.rsub avoids the slower Python-level operator)
         g = torch.zeros_like(x)
-        g[..., :-1] = -400.0 * a * r - 2.0 * (1.0 - a)
+        g[..., :-1] = -400.0 * a * r - 2.0 * d
         g[..., 1:] += 200.0 * r
-        return (100.0 * r * r + (1.0 - a) ** 2).sum(-1), g
+        return (100.0 * r * r + d * d).sum(-1), g
