@@ -95,6 +95,9 @@ class CNN(DataProblem):
     def logits(self, x: Tensor, images: Tensor) -> Tensor:
         """Logits [B, k, 10]; ``images`` is [B, k, 1, 8, 8] (each member's own) or [k, 1, 8, 8] (shared)."""
         shared = images.dim() == 4
+        if x.shape[0] == 1:  # one network: a plain call (vmap would turn convolutions into grouped ones)
+            p = {k: v[0] for k, v in self._params(x).items()}
+            return functional_call(self.net, p, (images if shared else images[0],))[None]
         f = vmap(lambda p, im: functional_call(self.net, p, (im,)), in_dims=(0, None if shared else 0))
         return f(self._params(x), images)
 
