@@ -27,8 +27,12 @@ demo: venv
 test: venv
 	$(PY) -m pytest -q
 
+# Benchmarks: each prints times measured in one run and their ratios (about 15 minutes in all).
 bench: venv
 	$(PY) bench/sweep_vs_plain.py
+	$(PY) bench/scale.py
+	$(PY) bench/cnn.py
+	$(PY) bench/report_scale.py
 
 lint: venv
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from harness.report import analysis, figures
-from harness.report.data import Sweep
+from harness.report.data import Sweep, curves
 
 
 def _fmt(v, spec=".3g") -> str:
@@ -107,6 +107,40 @@ HOW_TO_READ = """\
 """
 
 
+_JOBS: list = []  # figure jobs, read by forked workers (see render)
+
+
+def _draw(i: int):
+    key, fn, args = _JOBS[i]
+    return key, fn(*args)
+
+
+def render(sweep: Sweep, runs: pd.DataFrame, best: pd.DataFrame, shares: pd.DataFrame, target: float, col: dict, out: Path) -> dict:
+    """Draw every figure; returns {key: file name or None}. Curves are fetched in the parent first
+    (one query), then figures are drawn by two forked workers, which touch no store."""
+    import multiprocessing as mp
+
+    jobs = [("profile", figures.profile, (runs, target, col, out))]
+    for prob in sorted(runs["problem"].unique()):
+        g = runs[runs.problem == prob]
+        key = "suboptimality" if bool(g["has_fstar"].all()) else "loss"
+        ids = [rid for opt in best.loc[prob].index for rid in g[(g.optimizer == opt) & (g.lr == best.loc[(prob, opt), "lr"])]["run_id"]]
+        curves(sweep, ids, (key,))  # prefetch into the cache
+        jobs += [(("curves", prob), figures.loss_curves, (sweep, prob, best, col, out)),
+                 (("lr", prob), figures.lr_sensitivity, (sweep, prob, target, col, out)),
+                 (("trajectories", prob), figures.trajectories, (sweep, prob, best, col, out))]
+        if "tags.basin" in g and g["tags.basin"].notna().any():
+            jobs.append((("minima", prob), figures.outcomes, (shares, prob, out)))
+    _JOBS[:] = jobs
+    try:
+        if len(jobs) > 2 and "fork" in mp.get_all_start_methods():
+            with mp.get_context("fork").Pool(2) as pool:
+                return dict(pool.map(_draw, range(len(jobs))))
+        return dict(_draw(i) for i in range(len(jobs)))
+    finally:
+        _JOBS.clear()
+
+
 def build(sweep: Sweep, out: Path, name: str, target: float) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     for old in out.glob("*.png"):
@@ -130,22 +164,20 @@ def build(sweep: Sweep, out: Path, name: str, target: float) -> Path:
     md += ["", "## Set-up", "", _setup(sweep), "## Summary", "", _summary_table(summ, target), ""]
     if runs["problem"].nunique() > 1 and runs["optimizer"].nunique() > 1:
         md += ["### Ranking across problems", "", _ranking(summ), ""]
-    prof = figures.profile(runs, target, col, out)
-    if prof:
-        md += [f"![performance profile]({prof})", ""]
+    figs = render(sweep, runs, best, shares, target, col, out)
+    if figs.get("profile"):
+        md += [f"![performance profile]({figs['profile']})", ""]
     for prob in sorted(runs["problem"].unique()):
         md += [f"## {prob}", "", "### Loss curves at each optimizer's best learning rate", "",
-               f"![loss curves on {prob}]({figures.loss_curves(sweep, prob, best, col, out)})", "",
-               "### Learning-rate sensitivity", "", f"![lr sensitivity on {prob}]({figures.lr_sensitivity(sweep, prob, target, col, out)})", ""]
+               f"![loss curves on {prob}]({figs['curves', prob]})", "",
+               "### Learning-rate sensitivity", "", f"![lr sensitivity on {prob}]({figs['lr', prob]})", ""]
         if prob == "quadratic":
             md += [_quadratic_theory(runs)]
         g = runs[runs.problem == prob]
-        multi = "tags.basin" in g and g["tags.basin"].notna().any() and len(set(g["tags.basin"].dropna())) > 0
-        traj = figures.trajectories(sweep, prob, best, col, out)
-        if multi:
-            md += ["### Where runs ended", "", f"![outcomes on {prob}]({figures.outcomes(shares, prob, out)})", ""]
-        if traj:
-            md += ["### Trajectories", "", f"![trajectories on {prob}]({traj})", ""]
+        if figs.get(("minima", prob)):
+            md += ["### Where runs ended", "", f"![outcomes on {prob}]({figs['minima', prob]})", ""]
+        if figs.get(("trajectories", prob)):
+            md += ["### Trajectories", "", f"![trajectories on {prob}]({figs['trajectories', prob]})", ""]
         spread = g[~g["diverged"]].groupby("optimizer")["final"].agg(["min", "median", "max"])
         md += ["Spread of final values across all non-diverged runs:", "",
                _table(["optimizer", "min", "median", "max"], [[o, _fmt(s["min"]), _fmt(s["median"]), _fmt(s["max"])] for o, s in spread.iterrows()]), ""]
