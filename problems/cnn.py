@@ -79,7 +79,7 @@ class CNN(DataProblem):
         for s in self.seeds:
             g = rng(s, "cnn_init")
             parts = []
-            for k, shape in self.shapes.items():
+            for k, _shape in self.shapes.items():
                 fan_in = math.prod(self.shapes[k.replace("bias", "weight")][1:])
                 parts.append(g.uniform(-1, 1, self.sizes[k]) / math.sqrt(fan_in))
             rows.append(np.concatenate(parts))

@@ -91,7 +91,7 @@ def test_batched_members_equal_members_alone(problem, extra):
         one = run_batch(alone)
         np.testing.assert_allclose(res.loss[:, i], one.loss[:, 0], rtol=1e-6)
         np.testing.assert_allclose(res.final_x[i], one.final_x[0], rtol=1e-6, atol=1e-12)
-        for k, (steps, vals) in res.evals.items():
+        for k, (_steps, vals) in res.evals.items():
             np.testing.assert_allclose(vals[:, i], one.evals[k][1][:, 0], rtol=1e-6)
 
 

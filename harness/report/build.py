@@ -6,7 +6,6 @@ import math
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from harness.report import analysis, figures
@@ -84,8 +83,8 @@ def _quadratic_theory(runs: pd.DataFrame) -> str:
         pred = max(abs(1 - lr * mu), abs(1 - lr * L)) ** 2
         meas = s["metrics.linear_rate"].median()
         rows.append([_fmt(lr), _fmt(pred, ".6f") + (" (unstable)" if pred >= 1 else ""), _fmt(meas, ".6f"), f"{int(s['diverged'].sum())}/{len(s)}"])
-    return ("\nGD on the quadratic (mu={:g}, L={:g}): stable for lr < 2/L = {:.4g}; fastest at 2/(L+mu) = {:.4g}, where f - f* "
-            "contracts by ((L-mu)/(L+mu))^2 = {:.6f} per step.\n\n").format(mu, L, 2 / L, 2 / (L + mu), ((L - mu) / (L + mu)) ** 2) + _table(
+    return (f"\nGD on the quadratic (mu={mu:g}, L={L:g}): stable for lr < 2/L = {2 / L:.4g}; fastest at 2/(L+mu) = {2 / (L + mu):.4g}, where f - f* "
+            f"contracts by ((L-mu)/(L+mu))^2 = {((L - mu) / (L + mu)) ** 2:.6f} per step.\n\n") + _table(
         ["lr", "predicted rate of f - f*", "measured (median linear_rate)", "diverged"], rows) + "\n"
 
 

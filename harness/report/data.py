@@ -141,7 +141,7 @@ def _sql_frame(store, ids: list[str]) -> pd.DataFrame:
         conn = session.connection()
         for i in range(0, len(ids), 500):
             marks = ", ".join(f"'{r}'" for r in ids[i : i + 500] if r.isalnum())
-            for table, prefix, cols in (("params", "params.", "key, value"), ("latest_metrics", "metrics.", "key, value, is_nan"), ("tags", "tags.", "key, value")):
+            for table, cols in (("params", "key, value"), ("latest_metrics", "key, value, is_nan"), ("tags", "key, value")):
                 res = conn.exec_driver_sql(f"SELECT run_uuid, {cols} FROM {table} WHERE run_uuid IN ({marks})").fetchall()
                 frames.setdefault(table, []).extend(res)
             frames.setdefault("runs", []).extend(conn.exec_driver_sql(f"SELECT run_uuid, name, status, start_time, artifact_uri FROM runs WHERE run_uuid IN ({marks})").fetchall())

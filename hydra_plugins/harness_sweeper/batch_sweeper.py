@@ -21,8 +21,9 @@ import statistics
 import sys
 import time
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -41,9 +42,9 @@ BATCHABLE_KEYS = ("lr", "seed")
 @dataclass
 class BatchSweeperConf:
     _target_: str = "hydra_plugins.harness_sweeper.batch_sweeper.BatchSweeper"
-    max_batch_size: Optional[int] = None  # most members per batched job (None: no limit)
+    max_batch_size: int | None = None  # most members per batched job (None: no limit)
     groups_per_launch: int = 1  # groups handed to the launcher at once (raise for parallel launchers)
-    params: Optional[Dict[str, str]] = None  # sweep overrides from config, as BasicSweeper's
+    params: dict[str, str] | None = None  # sweep overrides from config, as BasicSweeper's
 
 
 ConfigStore.instance().store(group="hydra/sweeper", name="batch", node=BatchSweeperConf, provider="harness")
@@ -62,13 +63,13 @@ def _quote(s: str) -> str:
 
 
 class BatchSweeper(Sweeper):
-    def __init__(self, max_batch_size: Optional[int] = None, groups_per_launch: int = 1, params=None):
+    def __init__(self, max_batch_size: int | None = None, groups_per_launch: int = 1, params=None):
         self.max_batch_size = max_batch_size
         self.groups_per_launch = max(1, int(groups_per_launch))
         self.params = dict(params or {})
-        self.config: Optional[DictConfig] = None
-        self.launcher: Optional[Launcher] = None
-        self.hydra_context: Optional[HydraContext] = None
+        self.config: DictConfig | None = None
+        self.launcher: Launcher | None = None
+        self.hydra_context: HydraContext | None = None
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
         from hydra.core.plugins import Plugins
@@ -81,14 +82,14 @@ class BatchSweeper(Sweeper):
         )
 
     # 1. expand the grid and group it -------------------------------------------------
-    def groups(self, arguments: List[str]) -> List[Tuple[List[str], List[List[str]]]]:
+    def groups(self, arguments: list[str]) -> list[tuple[list[str], list[list[str]]]]:
         """[(common overrides, [member overrides, ...]), ...] in grid order."""
         from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 
         parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
         args = [f"{k}={v}" for k, v in self.params.items()] + list(arguments)
         jobs = BasicSweeper.split_arguments(parser.parse_overrides(args), None)[0]
-        values: Dict[str, list] = defaultdict(list)
+        values: dict[str, list] = defaultdict(list)
         parsed = [parser.parse_overrides(job) for job in jobs]
         for job in parsed:
             for o in job:
@@ -98,7 +99,7 @@ class BatchSweeper(Sweeper):
             for k, vs in values.items()
             if (k in BATCHABLE_KEYS or k.startswith(BATCHABLE_PREFIXES)) and all(_is_numeric(v) for v in vs)
         }
-        grouped: Dict[Tuple, List[List[str]]] = {}
+        grouped: dict[tuple, list[list[str]]] = {}
         for job, overrides in zip(parsed, jobs):
             common = tuple(s for o, s in zip(job, overrides) if o.key_or_group not in batchable)
             member = [s for o, s in zip(job, overrides) if o.key_or_group in batchable]
@@ -111,12 +112,12 @@ class BatchSweeper(Sweeper):
         return out
 
     @staticmethod
-    def job_overrides(common: List[str], members: List[List[str]], extra: List[str]) -> List[str]:
+    def job_overrides(common: list[str], members: list[list[str]], extra: list[str]) -> list[str]:
         encoded = "[" + ",".join("[" + ",".join(_quote(m) for m in mem) + "]" for mem in members) + "]"
         return list(common) + extra + [f"members={encoded}"]
 
     # 2. validate everything, then run group by group ----------------------------------
-    def sweep(self, arguments: List[str]) -> Any:
+    def sweep(self, arguments: list[str]) -> Any:
         from harness.plan import plan
         from harness.tracking import Tracker, check_reachable, experiment_name, resolve_uri
         from optimizers.base import ConfigError
@@ -169,9 +170,9 @@ class BatchSweeper(Sweeper):
         return results
 
 
-def summary(results: List[dict], uri: str, experiment_id: str, parent: str, seconds: float) -> str:
+def summary(results: list[dict], uri: str, experiment_id: str, parent: str, seconds: float) -> str:
     """One screen: runs, divergences, the best learning rate per problem and optimizer, where to look."""
-    by: Dict[Tuple, Dict[float, list]] = defaultdict(lambda: defaultdict(list))
+    by: dict[tuple, dict[float, list]] = defaultdict(lambda: defaultdict(list))
     for r in results:
         by[(r["problem"], r["optimizer"])][r["lr"]].append(r)
     n_div = sum(int(r["diverged"]) for r in results)
