@@ -3,8 +3,10 @@
     conv 3x3 (1 -> c1) - ReLU - maxpool 2 - conv 3x3 (c1 -> c2) - ReLU - maxpool 2 - linear (4 c2 -> 10)
 
 Every member of a batch is its own network: the parameters of all members are one tensor
-[B, P] (views give each layer's weights), and ``torch.func.vmap`` over
-``torch.func.functional_call`` runs the B networks in one pass, each on its own mini-batch.
+[B, P] (views give each layer's weights), and ``torch.func.vmap`` over the network written as a
+pure function of its parameters (the model-ensembling pattern of torch.func; equivalent to
+``vmap`` over ``functional_call``, without its per-call cost) runs the B networks in one pass,
+each on its own mini-batch.
 The train/test split is fixed by ``data_seed``; pixels are standardised with the training mean and std. The
 recorded loss is the training loss of the step's mini-batch (the full training set when
 ``batch_size`` is null); test loss and accuracy are evaluated every ``eval_every`` steps.
@@ -18,7 +20,7 @@ import math
 import numpy as np
 import torch
 from torch import Tensor, nn
-from torch.func import functional_call, vmap
+from torch.func import vmap
 
 from optimizers.base import ConfigError
 from problems.base import rng
@@ -33,9 +35,16 @@ class DigitsNet(nn.Module):
         self.fc = nn.Linear(4 * c2, 10)
 
     def forward(self, x: Tensor) -> Tensor:
-        x = nn.functional.max_pool2d(torch.relu(self.conv1(x)), 2)
-        x = nn.functional.max_pool2d(torch.relu(self.conv2(x)), 2)
-        return self.fc(x.flatten(1))
+        return digits_forward(dict(self.named_parameters()), x)
+
+
+def digits_forward(p: dict[str, Tensor], x: Tensor) -> Tensor:
+    """DigitsNet as a pure function of its parameters (what vmap maps over). Calling it directly
+    avoids functional_call's per-call module re-parametrisation (~1 ms a step here)."""
+    F = nn.functional
+    x = F.max_pool2d(torch.relu(F.conv2d(x, p["conv1.weight"], p["conv1.bias"], padding=1)), 2)
+    x = F.max_pool2d(torch.relu(F.conv2d(x, p["conv2.weight"], p["conv2.bias"], padding=1)), 2)
+    return F.linear(x.flatten(1), p["fc.weight"], p["fc.bias"])
 
 
 class CNN(DataProblem):
@@ -97,9 +106,8 @@ class CNN(DataProblem):
         shared = images.dim() == 4
         if x.shape[0] == 1:  # one network: a plain call (vmap would turn convolutions into grouped ones)
             p = {k: v[0] for k, v in self._params(x).items()}
-            return functional_call(self.net, p, (images if shared else images[0],))[None]
-        f = vmap(lambda p, im: functional_call(self.net, p, (im,)), in_dims=(0, None if shared else 0))
-        return f(self._params(x), images)
+            return digits_forward(p, images if shared else images[0])[None]
+        return vmap(digits_forward, in_dims=(0, None if shared else 0))(self._params(x), images)
 
     def loss_on(self, x: Tensor, idx: Tensor | None) -> Tensor:
         if idx is None:
