@@ -18,7 +18,6 @@ sweep's parent run is created here, in the launching process.
 import logging
 import math
 import statistics
-import subprocess
 import sys
 import time
 from collections import defaultdict
@@ -125,7 +124,6 @@ class BatchSweeper(Sweeper):
 
         t_start = time.perf_counter()
         uri = resolve_uri(self.config.tracking.uri)
-        warm = _create_store_in_background(uri)
         groups = self.groups(arguments)
         total = sum(len(m) for _, m in groups)
         try:
@@ -137,10 +135,8 @@ class BatchSweeper(Sweeper):
                     del cfg["hydra"]
                 plan(cfg)
             check_reachable(uri)
-            _finish_store(warm, uri, use=True)
             tracker = Tracker(uri, experiment_name(self.config.tracking.experiment))
         except ConfigError as e:
-            _finish_store(warm, uri, use=False)
             print(f"error: {e}", file=sys.stderr)
             sys.exit(2)
         log.info(f"Sweep: {total} runs in {len(groups)} batched job(s); validated in {time.perf_counter() - t_start:.1f} s")
@@ -172,48 +168,6 @@ class BatchSweeper(Sweeper):
             tracker.end(parent, status)
         print(summary(results, uri, tracker.experiment_id, parent, time.perf_counter() - t_start))
         return results
-
-
-def _create_store_in_background(uri: str) -> tuple[subprocess.Popen, str] | None:
-    """A new sqlite store needs MLflow imported and its schema created (~4 s here). A helper
-    process builds it in a temporary file on the other core while this one imports torch and
-    validates the grid; :func:`_finish_store` moves it into place only if the sweep goes ahead."""
-    import os
-
-    if not uri.startswith("sqlite:///"):
-        return None
-    path = uri[len("sqlite:///") :]
-    if os.path.exists(path) or not os.path.isdir(os.path.dirname(path) or "."):
-        return None
-    tmp = f"{path}.{os.getpid()}.init"
-    code = "import sys; from mlflow import MlflowClient; MlflowClient(sys.argv[1]).search_experiments()"
-    proc = subprocess.Popen([sys.executable, "-c", code, "sqlite:///" + tmp], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return proc, tmp
-
-
-def _finish_store(warm: tuple[subprocess.Popen, str] | None, uri: str, use: bool) -> None:
-    """Move the prepared store into place (if still absent), or discard it."""
-    import os
-
-    if warm is None:
-        return
-    proc, tmp = warm
-    if use:
-        try:
-            ok = proc.wait(timeout=120) == 0
-        except subprocess.TimeoutExpired:
-            ok = False
-    else:
-        ok = False
-    if proc.poll() is None:
-        proc.kill()
-        proc.wait()
-    path = uri[len("sqlite:///") :]
-    if ok and not os.path.exists(path):
-        os.replace(tmp, path)
-    for leftover in (tmp, tmp + "-journal"):
-        if os.path.exists(leftover):
-            os.remove(leftover)
 
 
 def summary(results: list[dict], uri: str, experiment_id: str, parent: str, seconds: float) -> str:
