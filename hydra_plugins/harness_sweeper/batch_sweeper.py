@@ -184,7 +184,12 @@ def summary(results: list[dict], uri: str, experiment_id: str, parent: str, seco
             vals = [v if not r["diverged"] and math.isfinite(v) else math.inf for v, r in zip(vals, rs)]
             return statistics.median(vals)
 
-        best = min(lrs, key=lambda lr: (score(lrs[lr]), lr))
+        def rank(lr, lrs=lrs):  # as the report: lowest median; among solved ones (<= 1e-12), fewest steps to 1e-6
+            steps = [r.get("steps_to_1e-06", math.inf) for r in lrs[lr]]
+            sc = score(lrs[lr])
+            return (0.0 if sc <= 1e-12 else sc, statistics.median(steps), lr)
+
+        best = min(lrs, key=rank)
         n = sum(len(v) for v in lrs.values())
         d = sum(int(r["diverged"]) for v in lrs.values() for r in v)
         glob = sum(int(r.get("global_min_reached", 0)) for r in lrs[best])
