@@ -15,7 +15,7 @@ from omegaconf import DictConfig
 from harness import runner
 from harness.plan import Batch, effective_lr, plan
 from harness.stats import member_stats
-from harness.tracking import RunRecord, Tracker, check_reachable, experiment_name, resolve_uri, sample_steps
+from harness.store import RunRecord, Tracker, check_reachable, experiment_name, resolve_uri, sample_steps
 
 log = logging.getLogger("harness")
 _Dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
@@ -85,13 +85,30 @@ def run_batch(batch: Batch) -> runner.BatchResult:
         return runner.run(p.loss_and_grad, x, step, batch.rules, p.f_star, p.update_grad(), p.evaluate, p.eval_every)
 
 
-def run_name(c: dict, extra: list[str]) -> str:
+def _compact(v) -> str:
+    if isinstance(v, float):
+        return f"{v:g}"
+    if isinstance(v, (list, tuple)):
+        return "[" + ",".join(_compact(x) for x in v) + "]"
+    return str(v)
+
+
+def run_name(c: dict, swept: list[str]) -> str:
+    """``optimizer-problem-lr=..-seed=..`` plus ``key=value`` for every other key the sweep varies."""
     parts = [c["optimizer"]["name"], c["problem"]["name"], f"lr={effective_lr(c):g}", f"seed={c['seed']}"]
-    parts += [o.split(".")[-1] for o in extra if o.split("=")[0] not in ("lr", "seed")]
+    for key in swept:
+        if key in ("lr", "seed"):
+            continue
+        node = c
+        for k in key.split("."):
+            node = node.get(k, "?") if isinstance(node, dict) else "?"
+        parts.append(f"{key}={_compact(node)}")
     return "-".join(str(p) for p in parts)
 
 
-def results(batch: Batch, res: runner.BatchResult, overrides: list[list[str]]) -> list[MemberResult]:
+def results(batch: Batch, res: runner.BatchResult, swept: list[str] | None = None) -> list[MemberResult]:
+    """Per member: its statistics, tags and curves. The member's config is completed with what
+    actually ran (the lr also as ``optimizer.lr``, the resolved dtype), so params and config.yaml are true."""
     out = []
     minima = batch.problem.nearest_minimum(torch.as_tensor(res.final_x), batch.members[0]["stats"]["basin_tol"])
     for i, c in enumerate(batch.members):
@@ -99,12 +116,17 @@ def results(batch: Batch, res: runner.BatchResult, overrides: list[list[str]]) -
         loss, gn = res.loss[:n, i], res.grad_norm[:n, i]
         summary = member_stats(loss, gn, res.elapsed[:n], res.reason[i], batch.problem.f_star, list(c["stats"]["targets"]))
         tags = {"problem": c["problem"]["name"], "optimizer": c["optimizer"]["name"], "stop_reason": res.reason[i]}
-        if batch.problem.minima:
+        if batch.problem.f_star is not None:
+            tags["f_star"] = repr(float(batch.problem.f_star))
+        if len(batch.problem.minima) > 1:  # a landscape with several minima: which one did the run end in?
             m = minima[i]
             tags["basin"] = m.name if m else "none"
             summary["global_min_reached"] = float(bool(m) and m.kind == "global")
         traj = None if res.trajectory is None else res.trajectory[:n, i]
         c["lr"] = float(effective_lr(c))
+        if "lr" in c["optimizer"]:
+            c["optimizer"]["lr"] = c["lr"]
+        c["dtype"] = str(batch.dtype).removeprefix("torch.")
         p = batch.problem
         per_step = (getattr(p, "batch_size", None) or p.samples) / p.samples if p.samples else None
         sparse = {}
@@ -115,7 +137,7 @@ def results(batch: Batch, res: runner.BatchResult, overrides: list[list[str]]) -
                 summary[f"final_{key}"] = float(vals[keep, i][-1])
         if per_step is not None:
             summary["epochs"] = (n - 1) * per_step
-        out.append(MemberResult(run_name(c, overrides[i]), c, loss, gn, traj, res.elapsed[:n], res.started_at, res.reason[i], summary, tags, per_step, sparse))
+        out.append(MemberResult(run_name(c, swept or []), c, loss, gn, traj, res.elapsed[:n], res.started_at, res.reason[i], summary, tags, per_step, sparse))
     return out
 
 
@@ -155,15 +177,16 @@ def record(r: MemberResult, f_star: float | None) -> RunRecord:
 def run_job(cfg: DictConfig) -> list[dict]:
     """Run one job (a single run, or one group of sweep members). Everything is validated
     before any MLflow run exists; a run is created only once its member has finished."""
-    batches, overrides = plan(cfg)
+    batches, _ = plan(cfg)
     parent = cfg.tracking.parent_run_id
     uri = resolve_uri(cfg.tracking.uri)
     if parent is None:  # a sweep's launcher checked the store already
         check_reachable(uri)
     tracker = Tracker(uri, experiment_name(cfg.tracking.experiment))
     out = []
-    for batch, ov in zip(batches, overrides):
-        members = results(batch, run_batch(batch), ov)
+    swept = list(cfg.tracking.get("swept") or [])
+    for batch in batches:
+        members = results(batch, run_batch(batch), swept)
         if parent is None:  # a single run carries its own provenance (a sweep's parent run has it otherwise)
             from harness.provenance import tags as provenance
 

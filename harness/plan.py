@@ -24,7 +24,7 @@ from optimizers.base import ConfigError, Optimizer
 TOP_KEYS = ["problem", "optimizer", "lr", "steps", "seed", "dtype", "batch_size", "stop", "stats", "tracking", "members"]
 STOP_KEYS = ["grad_tol", "x_tol", "target_loss", "divergence_factor"]
 STATS_KEYS = ["targets", "basin_tol"]
-TRACKING_KEYS = ["uri", "experiment", "parent_run_id"]
+TRACKING_KEYS = ["uri", "experiment", "parent_run_id", "swept"]
 DTYPES = {"float64": torch.float64, "float32": torch.float32}
 META_KEYS = ("_target_", "name")  # problem / optimizer keys that are not constructor arguments
 

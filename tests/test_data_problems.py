@@ -17,7 +17,7 @@ from tests.conftest import make_cfg, members, run_cli
 def run(*overrides):
     (batch,), (ov,) = plan(make_cfg(*overrides))
     res = run_batch(batch)
-    return res, results(batch, res, ov)
+    return res, results(batch, res)
 
 
 @pytest.mark.parametrize("dataset", ["synthetic", "diabetes", "seed_example"])

@@ -19,7 +19,7 @@ SEEDS = members({"seed": 0}, {"seed": 1}, {"seed": 2})
 def run(*overrides):
     (batch,), (ov,) = plan(make_cfg(*overrides))
     res = run_batch(batch)
-    return res, results(batch, res, ov)
+    return res, results(batch, res)
 
 
 def test_gd_rate_at_the_optimal_step_matches_theory():

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import re
 import sys
 import time
@@ -27,38 +28,46 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-attach", action="store_true", help="do not attach the report to the sweep's parent run")
     a = ap.parse_args(argv)
 
-    from harness.report.data import ReportError, load
-    from harness.tracking import experiment_name, resolve_uri
+    from harness.store import StoreError, experiment_name, read_runs, resolve_uri
 
     t0 = time.perf_counter()
     uri = resolve_uri(a.uri)
     try:
         if a.target <= 0:
-            raise ReportError(f"--target={a.target} is not allowed; allowed: a number > 0 (a logged level such as 1e-6)")
-        sweep = load(uri, experiment_name(a.experiment or "harness"), a.sweep, a.filter)
-    except ReportError as e:
+            raise StoreError(f"--target={a.target} is not allowed; allowed: a number > 0 (a logged level such as 1e-6)")
+        rs = read_runs(uri, experiment_name(a.experiment or "harness"), a.sweep, a.filter)
+        levels = _levels(rs.runs)
+        if levels and not any(math.isclose(a.target, v, rel_tol=1e-9) for v in levels):
+            raise StoreError(f"--target={a.target:g} is not a level these runs logged; allowed: {', '.join(f'{v:.0e}' for v in levels)} (stats.targets)")
+    except StoreError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    except Exception as e:  # noqa: BLE001 - an unreachable store or a bad run id: one line, no traceback
+    except Exception as e:  # noqa: BLE001 - a bad run id or filter: one line, no traceback
         print(f"error: cannot read runs from {uri}: {str(e).splitlines()[0] if str(e) else type(e).__name__}", file=sys.stderr)
         return 2
     if a.name:
         name = a.name
-    elif sweep.parent is not None:
-        name = "sweep-" + time.strftime("%Y%m%d-%H%M%S", time.localtime(sweep.parent.info.start_time / 1000))
+    elif rs.sweep:
+        name = "sweep-" + time.strftime("%Y%m%d-%H%M%S", time.localtime(rs.parents[rs.sweep]["start_time"] / 1000))
     else:
         name = "filter-" + time.strftime("%Y%m%d-%H%M%S")
     name = re.sub(r"[^A-Za-z0-9_.-]+", "-", name)
     from harness.report.build import build
 
-    path = build(sweep, Path(a.out) / name, name, a.target)
+    path = build(rs, Path(a.out) / name, name, a.target)
     figs = len(list(path.parent.glob("*.png")))
     attached = ""
-    if sweep.parent is not None and not a.no_attach:
-        sweep.client.log_artifacts(sweep.parent.info.run_id, str(path.parent), "report")
-        attached = f"; attached to run {sweep.parent.info.run_id} (artifacts/report)"
-    print(f"Report: {path} ({len(sweep.runs)} runs, {figs} figures, {time.perf_counter() - t0:.1f} s){attached}")
+    if rs.sweep and not a.no_attach:
+        rs.client.log_artifacts(rs.sweep, str(path.parent), "report")
+        attached = f"; attached to run {rs.sweep} (artifacts/report)"
+    print(f"Report: {path} ({len(rs.runs)} runs, {figs} figures, {time.perf_counter() - t0:.1f} s){attached}")
     return 0
+
+
+def _levels(runs) -> list[float]:
+    from harness.analysis import target_levels
+
+    return target_levels(runs)
 
 
 if __name__ == "__main__":

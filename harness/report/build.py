@@ -1,110 +1,157 @@
-"""Assemble report.md: set-up, findings, summary tables and the figures, per problem."""
+"""Assemble report.md: banner, findings, summary, set-up, then figures and tables per problem.
+
+Every number comes from :mod:`harness.analysis`; the summary table starts with exactly the cells
+the sweep's closing summary prints (:func:`harness.summary.rows`).
+"""
 
 from __future__ import annotations
 
 import math
+import multiprocessing as mp
+import os
 import time
 from pathlib import Path
 
 import pandas as pd
 
-from harness.report import analysis, figures
-from harness.report.data import Sweep, curves
+from harness import analysis, summary
+from harness import formatting as fmt
+from harness.report import figures
+from harness.store import RunSet
 
 
-def _fmt(v, spec=".3g") -> str:
-    if v is None or (isinstance(v, float) and math.isnan(v)):
-        return "–"
-    if isinstance(v, float) and math.isinf(v):
-        return "diverged"
-    return format(v, spec)
+def table(header: list[str], rows: list[list[str]]) -> str:
+    esc = lambda c: str(c).replace("|", "\\|")  # noqa: E731
+    lines = ["| " + " | ".join(map(esc, header)) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(map(esc, r)) + " |" for r in rows])
 
 
-def _table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(r) + " |" for r in rows]
-    return "\n".join(lines)
+def _values(series: pd.Series) -> str:
+    """Distinct param values, numbers sorted as numbers."""
+    vals = sorted({str(v) for v in series.dropna()}, key=analysis._sortable)
+    return ", ".join(vals) if vals else "–"
 
 
-def _setup(sweep: Sweep) -> str:
-    r = sweep.runs
-    tags = sweep.parent.data.tags if sweep.parent is not None else r.filter(like="tags.harness.").iloc[0].rename(lambda k: k[5:]).to_dict()
-    lrs = sorted(r["lr"].unique())
-    seeds = sorted(r["seed"].unique())
-    stop = {k[len("params.stop."):]: v for k, v in r.iloc[0].items() if k.startswith("params.stop.") and isinstance(v, str)}
-    rules = ", ".join(f"{k}={v}" for k, v in stop.items() if v not in ("None", "null")) or "none"
+def _settings(g: pd.DataFrame, prefix: str, skip=("name", "_target_", "lr")) -> str:
+    cols = sorted(c for c in g.columns if c.startswith(prefix) and c[len(prefix) :] not in skip and g[c].notna().any())
+    parts = []
+    for c in cols:
+        key = c[len(prefix) :]
+        v = _values(g[c])
+        if key == "x0" and v == "None":
+            v = "random in box, from the seed"
+        parts.append(f"{key}={v}")
+    return "; ".join(parts) or "–"
+
+
+def banner(rs: RunSet, n: int) -> list[str]:
+    """A notice when the runs shown are not the whole sweep."""
+    if not rs.sweep:
+        return []
+    info = rs.parents[rs.sweep]
+    expected = int(info["tags"].get("harness.runs", n))
+    if n >= expected and info["status"] == "FINISHED":
+        return []
+    why = {"RUNNING": "the sweep is still running", "KILLED": "the sweep was stopped", "FAILED": "the sweep failed"}.get(info["status"], f"status {info['status']}")
+    extra = f" ({rs.unfinished} unfinished runs left out)" if rs.unfinished else ""
+    return [f"> **Partial sweep: {n} of {expected} runs finished** ({why}){extra}. Numbers below cover only these runs.", ""]
+
+
+def setup(rs: RunSet, df: pd.DataFrame) -> str:
     rows = []
-    for prob, g in r.groupby("problem"):
-        pp = {k[len("params.problem."):]: v for k, v in g.iloc[0].items() if k.startswith("params.problem.") and isinstance(v, str) and not k.endswith(("_target_", ".name"))}
-        rows.append(["problem", prob, ", ".join(f"{k}={v}" for k, v in pp.items())])
-    for opt, g in r.groupby("optimizer"):
-        op = {k[len("params.optimizer."):]: v for k, v in g.iloc[0].items() if k.startswith("params.optimizer.") and isinstance(v, str) and not k.endswith((".name", ".lr"))}
-        rows.append(["optimizer", opt, ", ".join(f"{k}={v}" for k, v in op.items())])
+    for prob in analysis.problems(df):
+        rows.append(["problem", prob, _settings(df[df.problem == prob], "params.problem.")])
+    for cfg in analysis.configs(df):
+        g = df[df.config == cfg]
+        target = _values(g["params.optimizer._target_"]) if "params.optimizer._target_" in g else "–"
+        rows.append(["configuration", cfg, f"{target}: {_settings(g, 'params.optimizer.')}"])
+    lrs = sorted(df["lr"].unique())
+    seeds = sorted(df["seed"].unique())
     rows += [
-        ["learning rates", f"{len(lrs)}", ", ".join(f"{v:.3g}" for v in lrs)],
-        ["seeds", f"{len(seeds)}", ", ".join(map(str, seeds)) if len(seeds) <= 20 else f"{seeds[0]} … {seeds[-1]}"],
-        ["steps (max)", ", ".join(sorted(r["params.steps"].unique())), f"stopping rules: {rules}; dtype {r['params.dtype'].iloc[0]}"],
-        ["runs", str(len(r)), f"{int(r['diverged'].sum())} diverged"],
-        ["versions", "", tags.get("harness.versions", "not recorded")],
-        ["git commit", "", tags.get("harness.git_commit", "not recorded")],
+        ["learning rates", str(len(lrs)), ", ".join(fmt.lr(v) for v in lrs)],
+        ["seeds", str(len(seeds)), ", ".join(map(str, seeds)) if len(seeds) <= 24 else f"{seeds[0]} … {seeds[-1]}"],
+        ["steps (max)", _values(df["params.steps"]), f"dtype {_values(df['params.dtype'])}; batch_size {_values(df['params.batch_size']) if 'params.batch_size' in df else '–'}"],
+        ["stopping rules", "", _settings(df, "params.stop.", skip=()).replace("None", "off")],
+        ["targets logged", "", _settings(df, "params.stats.", skip=())],
+        ["runs", str(len(df)), f"{int(df['diverged'].sum())} diverged"],
     ]
-    cmd = tags.get("harness.command", "not recorded")
-    return _table(["", "", "details"], rows) + f"\n\nReproduce with:\n\n```\n{cmd}\n```\n"
+    sweeps = {pid: p for pid, p in rs.parents.items() if p["tags"].get("harness.sweep") == "true"}
+    in_df = set(df["tags.mlflow.parentRunId"].dropna()) if "tags.mlflow.parentRunId" in df else set()
+    sweeps = {pid: p for pid, p in sweeps.items() if pid in in_df}
+    singles = df[df["tags.mlflow.parentRunId"].isna()] if "tags.mlflow.parentRunId" in df else df
+    tag = lambda k: sorted({p["tags"].get(k, "not recorded") for p in sweeps.values()} | set(singles.get(f"tags.{k}", pd.Series(dtype=str)).dropna()))  # noqa: E731
+    rows += [["versions", "", "; ".join(tag("harness.versions")) or "not recorded"],
+             ["git commit", "", ", ".join(tag("harness.git_commit")) or "not recorded"]]
+    out = table(["", "", "details"], rows)
+    src = []
+    if rs.filter:
+        out += (f"\n\nThe runs match the filter `{rs.filter}`: {len(df) - len(singles)} runs from {len(sweeps)} sweep(s) and "
+                f"{len(singles)} single run(s). Runs are grouped by problem and configuration, never pooled across them.")
+    for pid, p in sorted(sweeps.items(), key=lambda kv: kv[1]["start_time"]):
+        src.append(f"# sweep {pid} ({p['name']})\n{p['tags'].get('harness.command', 'command not recorded')}")
+    for cmd in sorted(set(singles.get("tags.harness.command", pd.Series(dtype=str)).dropna())):
+        src.append(f"# single run\n{cmd}")
+    return out + "\n\nReproduce with:\n\n```\n" + "\n".join(src) + "\n```\n"
 
 
-def _summary_table(summ: pd.DataFrame, target: float) -> str:
-    rows = []
-    for s in summ.itertuples():
-        rows.append([
-            s.problem, s.optimizer, _fmt(s.best_lr), _fmt(s.median), f"{_fmt(s.q25)} – {_fmt(s.q75)}",
-            _fmt(s.steps_to_target, ".0f") + (f" ({s.reached}/{s.seeds})" if s.reached < s.seeds else ""),
-            f"{s.diverged}/{s.runs}", _fmt(s.robust_decades, ".1f"),
-            "–" if math.isnan(s.global_share) else f"{s.global_share:.0%}",
-        ])
-    return _table(["problem", "optimizer", "best lr", "median final", "IQR", f"steps to {target:.0e}", "diverged (all lrs)",
-                   f"robustness (decades within {analysis.FACTOR:g}x)", "global min (best lr)"], rows)
+def summary_table(bests: pd.DataFrame, target: float) -> str:
+    head = summary.columns(target) + ["IQR", f"robustness (decades within {analysis.FACTOR:g}x)"]
+    extra = [c for c in ("test_accuracy", "test_loss") if c in bests and bests[c].notna().any()]
+    head += [f"{c.replace('_', ' ')} (median)" for c in extra]
+    body = []
+    for cells, r in zip(summary.rows(bests, target), bests.itertuples()):
+        iqr = f"{fmt.value(r.q25, r.fstar)} – {fmt.value(r.q75, r.fstar)}" if r.seeds > 1 else "–"
+        cells = cells + [iqr, f"{r.robust_decades:.1f}" if r.lrs > 1 else "–"]
+        cells += [(f"{getattr(r, c):.3f}" if not math.isnan(getattr(r, c)) else "–") for c in extra]
+        body.append(cells)
+    return table(head, body)
 
 
-def _ranking(summ: pd.DataFrame) -> str:
-    ranks = summ.assign(rank=summ.groupby("problem")["median"].rank(method="min"))
-    mean = ranks.groupby("optimizer")["rank"].agg(["mean", "count"]).sort_values("mean")
-    return _table(["optimizer", "mean rank of median final value (1 = best)", "problems"],
-                  [[o, f"{m['mean']:.2f}", str(int(m['count']))] for o, m in mean.iterrows()])
-
-
-def _quadratic_theory(runs: pd.DataFrame) -> str:
+def quadratic_theory(df: pd.DataFrame, prob: str) -> str:
     """GD on the quadratic: predicted rate max(|1 - lr mu|, |1 - lr L|)^2 of f - f* against the measured one."""
-    g = runs[(runs.problem == "quadratic") & (runs.optimizer == "gd")]
-    if g.empty or "metrics.linear_rate" not in g:
+    g = df[(df.problem == prob) & (df.problem_name == "quadratic") & (df.optimizer == "gd")]
+    if g.empty or "metrics.linear_rate" not in g or g["params.problem.mu"].nunique() != 1 or g["params.problem.L"].nunique() != 1:
         return ""
     mu, L = float(g["params.problem.mu"].iloc[0]), float(g["params.problem.L"].iloc[0])
     rows = []
-    for lr, s in g.groupby("lr"):
+    for (cfg, lr), s in g.groupby(["config", "lr"]):
         pred = max(abs(1 - lr * mu), abs(1 - lr * L)) ** 2
-        meas = s["metrics.linear_rate"].median()
-        rows.append([_fmt(lr), _fmt(pred, ".6f") + (" (unstable)" if pred >= 1 else ""), _fmt(meas, ".6f"), f"{int(s['diverged'].sum())}/{len(s)}"])
-    return (f"\nGD on the quadratic (mu={mu:g}, L={L:g}): stable for lr < 2/L = {2 / L:.4g}; fastest at 2/(L+mu) = {2 / (L + mu):.4g}, where f - f* "
-            f"contracts by ((L-mu)/(L+mu))^2 = {((L - mu) / (L + mu)) ** 2:.6f} per step.\n\n") + _table(
-        ["lr", "predicted rate of f - f*", "measured (median linear_rate)", "diverged"], rows) + "\n"
+        rows.append([cfg, fmt.lr(lr), f"{pred:.6f}" + (" (unstable)" if pred >= 1 else ""), f"{s['metrics.linear_rate'].median():.6f}", f"{int(s['diverged'].sum())}/{len(s)}"])
+    return (f"GD on the quadratic (mu={mu:g}, L={L:g}): stable for lr < 2/L = {2 / L:.4g}; fastest at 2/(L+mu) = {2 / (L + mu):.4g}, "
+            f"where f - f* contracts by ((L-mu)/(L+mu))^2 = {((L - mu) / (L + mu)) ** 2:.6f} per step.\n\n"
+            + table(["configuration", "lr", "predicted rate of f - f*", "measured (median linear_rate)", "diverged"], rows) + "\n")
 
 
 HOW_TO_READ = """\
-- **Final value** is f(x) − f* at the last step (the final loss where f* is unknown); lower is better.
-  A run is **diverged** when its loss became non-finite or exploded; diverged runs count as +∞ and are
-  always shown (× markers at the top of the sensitivity plots), never dropped.
-- **Best lr** of an optimizer on a problem is the learning rate with the lowest median final value over seeds.
-  Loss curves show each optimizer at its best lr: the line is the median over seeds, the band the
-  inter-quartile range.
-- **Robustness** is the width, in decades, of the contiguous range of learning rates around the best one whose
-  median final value is within {factor:g}× of the best (any value ≤ {solved:g} counts as within). Wider is more forgiving.
-- **Steps to target** is the first step at which f − f* ≤ {target:.0e}, median over the seeds that reached it.
-- The **performance profile** (Dolan–Moré) shows, for each optimizer, the share of (problem, seed) instances
-  it solved to the target within τ× the steps of the fastest optimizer on that instance; higher and further
-  left is better. The value at τ = 1 is the share of instances on which it was the fastest.
-- **Where runs ended** (multi-minimum problems): the share of runs ending within 0.01 of a global minimum, a
-  local minimum, no listed minimum, or diverged.
+- **Problem and configuration.** A configuration is everything that varies among these runs except the
+  learning rate and the seed: an optimizer hyperparameter, its class, `batch_size`, `steps`, `dtype`,
+  stopping rules. A varying problem parameter or start point makes a separate problem. Each is named by
+  what differs, e.g. `momentum (momentum=0.99)`; runs of different configurations are never pooled.
+- **Final value** is f(x) − f* at the last step (the final training loss where f* is unknown); lower is
+  better. `= f*` means the run ended exactly at f*. A run is **diverged** when its loss became
+  non-finite or exploded; it counts as +∞ and is always shown (× at the top of the sensitivity plots).
+- **Best lr** of a configuration on a problem: (1) only lrs at which no seed diverged are candidates,
+  unless every lr had a divergence; (2) on problems with several listed minima, the higher share of runs
+  ending at a global minimum wins; (3) then the lower median final value, where medians ≤ {solved:g}
+  count as equal and medians equal to {digits} significant digits tie; (4) then fewer median steps to
+  the target (a seed that never reached it counts as never); (5) then the larger lr. Configurations are
+  ranked within a problem by the same rule at their best lrs; the summary lists them in that order.
+- **95% interval**: a percentile bootstrap over seeds ({boot} resamples, fixed seed: the same runs give
+  the same interval) of the median final value and of the median steps to target. A finding compares
+  two configurations only where their intervals do not overlap; otherwise it says they are
+  indistinguishable on that many seeds. One seed gives no interval.
+- **Steps to target**: the first step with f − f* ≤ {target:.0e}, median over all seeds at the best lr
+  (`never` when most seeds did not reach it; the count of seeds that did is in brackets).
+- **Robustness**: the width, in decades, of the contiguous range of learning rates around the best one
+  whose median final value is within {factor:g}× of the best (any value ≤ {solved:g} counts as within).
+- **Runtime distribution** (COCO-style ECDF): for each configuration at its best lr, the share of
+  (seed, target) pairs, over every logged target, reached by step t; the band is a 95% bootstrap over seeds.
+- **Performance profile** (Dolan–Moré, when at least two configurations ran on every problem with f*):
+  the share of (problem, seed) instances a configuration solved to the target within τ× the steps of the
+  fastest one on that instance.
+- **Where runs ended** (problems with several listed minima): the share of runs ending within
+  `stats.basin_tol` of a global minimum, of a local minimum, of no listed minimum, or diverged.
 """
-
 
 _JOBS: list = []  # figure jobs, read by forked workers (see render)
 
@@ -114,22 +161,25 @@ def _draw(i: int):
     return key, fn(*args)
 
 
-def render(sweep: Sweep, runs: pd.DataFrame, best: pd.DataFrame, shares: pd.DataFrame, target: float, col: dict, out: Path) -> dict:
-    """Draw every figure; returns {key: file name or None}. Curves are fetched in the parent first
-    (one query), then figures are drawn by two forked workers, which touch no store."""
-    import multiprocessing as mp
-
-    jobs = [("profile", figures.profile, (runs, target, col, out))]
-    for prob in sorted(runs["problem"].unique()):
-        g = runs[runs.problem == prob]
+def render(rs: RunSet, df: pd.DataFrame, bests: pd.DataFrame, target: float, out: Path) -> dict:
+    """Draw every figure; returns {key: file name or None}. Curves are read in the parent first (one
+    query), then figures are drawn by two forked workers, which touch no store."""
+    order = analysis.configs(df)
+    col = figures.colours(order)
+    shares = analysis.outcome_shares(df)
+    jobs = [("profile", figures.profile, (df, bests, target, col, out))]
+    for prob in analysis.problems(df):
+        g = df[df.problem == prob]
         key = "suboptimality" if bool(g["has_fstar"].all()) else "loss"
-        ids = [rid for opt in best.loc[prob].index for rid in g[(g.optimizer == opt) & (g.lr == best.loc[(prob, opt), "lr"])]["run_id"]]
-        curves(sweep, ids, (key,))  # prefetch into the cache
-        jobs += [(("curves", prob), figures.loss_curves, (sweep, prob, best, col, out)),
-                 (("lr", prob), figures.lr_sensitivity, (sweep, prob, target, col, out)),
-                 (("trajectories", prob), figures.trajectories, (sweep, prob, best, col, out))]
-        if "tags.basin" in g and g["tags.basin"].notna().any():
-            jobs.append((("minima", prob), figures.outcomes, (shares, prob, out)))
+        ids = [rid for r in bests[bests.problem == prob].itertuples() for rid in g[(g.config == r.config) & (g.lr == r.best_lr)]["run_id"]]
+        tests = tuple(k for k in ("test_loss", "test_accuracy") if f"metrics.final_{k}" in g and g[f"metrics.final_{k}"].notna().any())
+        figures.read_curves(rs, ids, (key, *tests))  # prefetch into the cache
+        jobs += [(("curves", prob), figures.loss_curves, (rs, df, bests, prob, col, out, prob)),
+                 (("lr", prob), figures.lr_sensitivity, (df, prob, target, col, order, out, prob)),
+                 (("ecdf", prob), figures.runtime_distribution, (df, bests, prob, col, out, prob)),
+                 (("trajectories", prob), figures.trajectories, (rs, df, bests, prob, col, out, prob))]
+        if g["global"].notna().all() and "tags.basin" in g:
+            jobs.append((("minima", prob), figures.outcomes, (shares, prob, order, out, prob)))
     _JOBS[:] = jobs
     try:
         if len(jobs) > 2 and "fork" in mp.get_all_start_methods():
@@ -140,47 +190,48 @@ def render(sweep: Sweep, runs: pd.DataFrame, best: pd.DataFrame, shares: pd.Data
         _JOBS.clear()
 
 
-def build(sweep: Sweep, out: Path, name: str, target: float) -> Path:
+def build(rs: RunSet, out: Path, name: str, target: float) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     for old in out.glob("*.png"):
         old.unlink()
-    runs = sweep.runs
-    col = figures.colours(runs["optimizer"].unique())
-    best = analysis.best_lrs(runs, target)
-    summ = analysis.summary(runs, target)
-    shares = analysis.outcome_shares(runs)
-    import os
-
-    shown_uri = sweep.uri.replace("sqlite:///" + os.getcwd() + "/", "sqlite:///")
-    src = f"sweep `{sweep.parent.info.run_id}` ({sweep.parent.info.run_name})" if sweep.parent is not None else "the runs matching the filter"
+    df = analysis.prepare(rs.runs)
+    bests = analysis.best(df, target)
+    shown_uri = rs.uri.replace("sqlite:///" + os.getcwd() + "/", "sqlite:///")
+    if rs.sweep:
+        src = f"sweep `{rs.sweep}` ({rs.parents[rs.sweep]['name']})"
+    else:
+        src = f"the runs matching `{rs.filter}`"
     md = [f"# Optimizer report: {name}", "",
-          f"Generated {time.strftime('%Y-%m-%d %H:%M')} from {src} in experiment `{sweep.experiment}` of `{shown_uri}`: "
-          f"{len(runs)} finished runs, {runs['problem'].nunique()} problem(s), {runs['optimizer'].nunique()} optimizer(s)."]
-    if sweep.in_progress or sweep.unfinished:
-        md += ["", f"> **Partial results:** {'the sweep is still running; ' if sweep.in_progress else ''}"
-                   f"{sweep.unfinished} run(s) not finished are left out. Regenerate the report when it completes."]
-    md += ["", "## Findings", ""] + [f"- {f}" for f in analysis.findings(runs, summ, target)]
-    md += ["", "## Set-up", "", _setup(sweep), "## Summary", "", _summary_table(summ, target), ""]
-    if runs["problem"].nunique() > 1 and runs["optimizer"].nunique() > 1:
-        md += ["### Ranking across problems", "", _ranking(summ), ""]
-    figs = render(sweep, runs, best, shares, target, col, out)
+          f"Generated {time.strftime('%Y-%m-%d %H:%M')} from {src} in experiment `{rs.experiment}` of `{shown_uri}`: "
+          f"{len(df)} finished runs, {df['problem'].nunique()} problem(s), {df['config'].nunique()} configuration(s).", ""]
+    md += banner(rs, len(df))
+    md += ["## Findings", ""] + [f"- {f}" for f in analysis.findings(df, bests, target)]
+    md += ["", "## Summary", "", "Per problem, configurations ranked best first (see *How to read*).", "", summary_table(bests, target), ""]
+    figs = render(rs, df, bests, target, out)
     if figs.get("profile"):
-        md += [f"![performance profile]({figs['profile']})", ""]
-    for prob in sorted(runs["problem"].unique()):
-        md += [f"## {prob}", "", "### Loss curves at each optimizer's best learning rate", "",
-               f"![loss curves on {prob}]({figs['curves', prob]})", "",
+        md += ["### Across problems", "", f"![performance profile]({figs['profile']})", ""]
+    md += ["## Set-up", "", setup(rs, df)]
+    for prob in analysis.problems(df):
+        g = df[df.problem == prob]
+        md += [f"## {prob}", "", "### Loss curves at each configuration's best learning rate", "", f"![loss curves on {prob}]({figs['curves', prob]})", "",
                "### Learning-rate sensitivity", "", f"![lr sensitivity on {prob}]({figs['lr', prob]})", ""]
-        if prob == "quadratic":
-            md += [_quadratic_theory(runs)]
-        g = runs[runs.problem == prob]
+        theory = quadratic_theory(df, prob)
+        if theory:
+            md += [theory]
+        if figs.get(("ecdf", prob)):
+            md += ["### Runtime distribution", "", f"![runtime distribution on {prob}]({figs['ecdf', prob]})", ""]
         if figs.get(("minima", prob)):
             md += ["### Where runs ended", "", f"![outcomes on {prob}]({figs['minima', prob]})", ""]
         if figs.get(("trajectories", prob)):
             md += ["### Trajectories", "", f"![trajectories on {prob}]({figs['trajectories', prob]})", ""]
-        spread = g[~g["diverged"]].groupby("optimizer")["final"].agg(["min", "median", "max"])
-        md += ["Spread of final values across all non-diverged runs:", "",
-               _table(["optimizer", "min", "median", "max"], [[o, _fmt(s["min"]), _fmt(s["median"]), _fmt(s["max"])] for o, s in spread.iterrows()]), ""]
-    md += ["## How to read this report", "", HOW_TO_READ.format(factor=analysis.FACTOR, solved=analysis.SOLVED, target=target)]
+        ok = g[~g["diverged"]]
+        fstar = bool(g["has_fstar"].all())
+        rows = [[c, fmt.value(s.min(), fstar), fmt.value(s.median(), fstar), fmt.value(s.max(), fstar)]
+                for c in analysis.configs(g) if len(s := ok[ok.config == c]["final"])]
+        if rows:
+            md += ["Spread of final values across all non-diverged runs (every lr and seed):", "", table(["configuration", "min", "median", "max"], rows), ""]
+    md += ["## How to read this report", "",
+           HOW_TO_READ.format(factor=analysis.FACTOR, solved=analysis.SOLVED, digits=analysis.DIGITS, boot=analysis.BOOTSTRAP, target=target)]
     path = out / "report.md"
     path.write_text("\n".join(md))
     return path

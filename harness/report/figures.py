@@ -1,4 +1,9 @@
-"""Report figures (matplotlib, Agg, 150 dpi). One colour per optimizer across every figure."""
+"""Report figures (matplotlib, Agg, 150 dpi). They only draw what :mod:`harness.analysis` returns.
+
+One colour per configuration across every figure of a report; titles sit above the axes and
+legends below them (constrained layout), so neither overprints the other. Runs that end exactly
+at f* cannot sit on a log axis: they are drawn on a dashed line labelled "= f*" below the data.
+"""
 
 from __future__ import annotations
 
@@ -12,166 +17,267 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from harness.report import analysis  # noqa: E402
-from harness.report.data import Sweep, curves, problem_object, trajectory  # noqa: E402
+from harness import analysis  # noqa: E402
+from harness.store import RunSet, read_curves, read_trajectory  # noqa: E402
 
 DPI = 150
-ORDER = ["gd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw", "nadam", "lbfgs"]
 OUTCOME_COLOURS = {"global": "#2ca02c", "local": "#ff7f0e", "none": "#7f7f7f", "diverged": "#d62728"}
+STYLES = ["-", "--", ":", "-."]
 
 
-def colours(optimizers) -> dict[str, str]:
-    """A fixed colour per optimizer name: the same in every figure and every report."""
-    cmap = plt.get_cmap("tab10").colors
-    known = {o: matplotlib.colors.to_hex(cmap[i % 10]) for i, o in enumerate(ORDER)}
-    extra = sorted(o for o in optimizers if o not in known)
-    dark = plt.get_cmap("Dark2").colors
-    known.update({o: matplotlib.colors.to_hex(dark[i % 8]) for i, o in enumerate(extra)})
-    return known
+def colours(configs: list[str]) -> dict[str, tuple[str, str]]:
+    """(colour, line style) per configuration. Plain optimizer names keep a fixed colour in every report."""
+    tab = plt.get_cmap("tab10").colors
+    if all(c in analysis.ORDER for c in configs):
+        return {c: (matplotlib.colors.to_hex(tab[analysis.ORDER.index(c) % 10]), "-") for c in configs}
+    cmap = plt.get_cmap("tab10" if len(configs) <= 10 else "tab20").colors
+    return {c: (matplotlib.colors.to_hex(cmap[i % len(cmap)]), STYLES[(i // len(cmap)) % len(STYLES)]) for i, c in enumerate(configs)}
 
 
 def _save(fig, path: Path) -> str:
-    fig.savefig(path, dpi=DPI, bbox_inches="tight")
+    fig.savefig(path, dpi=DPI)
     plt.close(fig)
     return path.name
 
 
-def _legend_outside(ax) -> None:
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
+def _legend_below(fig, handles, labels) -> None:
+    if handles:
+        ncol = max(1, min(4 if max(map(len, labels)) < 40 else 2, len(labels)))
+        fig.legend(handles, labels, loc="outside lower center", ncol=ncol, fontsize=8, frameon=False)
 
 
-def loss_curves(sweep: Sweep, prob: str, best: pd.DataFrame, col: dict, out: Path) -> str:
-    """Median (and inter-quartile band) over seeds of each optimizer at its best lr, vs step and wall time."""
-    runs = sweep.runs[sweep.runs.problem == prob]
-    fstar = bool(runs["has_fstar"].all())
+def _floor(values) -> float:
+    """Where values <= 0 (exactly f*) are drawn on a log axis: a decade below the smallest positive one."""
+    v = np.asarray(values, dtype=float)
+    pos = v[np.isfinite(v) & (v > 0)]
+    return float(pos.min()) / 10 if pos.size else 1e-16
+
+
+def _fstar_line(ax, floor: float, shown: bool) -> None:
+    if shown:
+        ax.axhline(floor, color="k", ls="--", lw=0.8)
+        ax.annotate("= f*", (0.005, floor), xycoords=("axes fraction", "data"), va="bottom", fontsize=8)
+
+
+def _at_best(df, bests, prob):
+    for r in bests[bests.problem == prob].itertuples():
+        yield r, df[(df.problem == prob) & (df.config == r.config) & (df.lr == r.best_lr)]
+
+
+def loss_curves(rs: RunSet, df: pd.DataFrame, bests: pd.DataFrame, prob: str, col: dict, out: Path, name: str) -> str:
+    """Median and inter-quartile band over seeds, per configuration at its best lr, vs step and wall time;
+    test loss and accuracy vs step where the problem evaluates them."""
+    g = df[df.problem == prob]
+    fstar = bool(g["has_fstar"].all())
     key = "suboptimality" if fstar else "loss"
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
-    lows, highs = [], []
-    for opt in sorted(best.loc[prob].index, key=lambda o: (o not in ORDER, ORDER.index(o) if o in ORDER else 0, o)):
-        lr = best.loc[(prob, opt), "lr"]
-        ids = runs[(runs.optimizer == opt) & (runs.lr == lr)]["run_id"].tolist()
-        pts = curves(sweep, ids, (key,))
-        if pts.empty:
-            continue
-        wide = pts.pivot_table(index="step", columns="run_id", values="value").sort_index().ffill()
-        t = pts.pivot_table(index="step", columns="run_id", values="t").sort_index().ffill().median(axis=1)
-        y = wide.clip(lower=1e-300) if fstar else wide
-        with np.errstate(invalid="ignore"):
-            med, q1, q3 = y.median(axis=1), y.quantile(0.25, axis=1), y.quantile(0.75, axis=1)
-        fin = med[np.isfinite(med)]
-        if len(fin):
-            lows.append(fin.min())
-            highs.append(fin.iloc[0])
-        n_div = int(runs[runs.run_id.isin(ids)]["diverged"].sum())
-        label = f"{opt} (lr={lr:.3g}, {len(ids)} seed{'s' if len(ids) > 1 else ''}" + (f", {n_div} diverged)" if n_div else ")")
-        for ax, x in zip(axes, (wide.index.to_numpy(), t.to_numpy())):
-            ax.plot(x, med, color=col[opt], label=label, lw=1.6)
-            if len(ids) > 1:
-                ax.fill_between(x, q1, q3, color=col[opt], alpha=0.2, lw=0)
-    if fstar and lows:  # the axis follows the medians: a diverged seed's band must not squash them
-        axes[0].set_ylim(max(min(lows) / 10, 1e-300), max(highs) * 100)
+    tests = [k for k in ("test_loss", "test_accuracy") if f"metrics.final_{k}" in g and g[f"metrics.final_{k}"].notna().any()]
+    panels = 2 + len(tests)
+    fig, axes = plt.subplots(1, panels, figsize=(5.2 * panels, 4.4), layout="constrained", squeeze=False)
+    axes = axes[0]
+    series = []  # (config label, key, x by step, x by time or None, median, q1, q3, seeds)
+    labels = {}
+    for r, at in _at_best(df, bests, prob):
+        ids = at["run_id"].tolist()
+        pts = read_curves(rs, ids, (key, *tests))
+        n_div = int(at["diverged"].sum())
+        labels[r.config] = f"{r.config}, lr={r.best_lr:.3g} ({len(ids)} seed{'s' * (len(ids) > 1)}{f', {n_div} diverged' if n_div else ''})"
+        for k in (key, *tests):
+            p = pts[pts.key == k]
+            if p.empty:
+                continue
+            wide = p.pivot_table(index="step", columns="run_id", values="value").sort_index().ffill()
+            with np.errstate(invalid="ignore"):
+                stats = [wide.median(axis=1).to_numpy(), wide.quantile(0.25, axis=1).to_numpy(), wide.quantile(0.75, axis=1).to_numpy()]
+            t = p.pivot_table(index="step", columns="run_id", values="t").sort_index().ffill().median(axis=1).to_numpy() if k == key else None
+            series.append((r.config, k, wide.index.to_numpy(), t, *stats, len(ids)))
+    meds = [m for cfg, k, _, _, m, *_ in series if k == key]
+    allv = np.concatenate(meds) if meds else np.array([])
+    log_y = fstar or (allv.size > 0 and bool((allv[np.isfinite(allv)] > 0).all()))
+    floor = _floor(allv)
+    at_fstar = fstar and bool((allv <= 0).any())
+    done = set()
+    handles = []
+    for cfg, k, x, t, med, q1, q3, n in series:
+        c, ls = col[cfg]
+        if k == key and log_y:
+            med, q1, q3 = (np.where(v <= 0, floor, v) for v in (med, q1, q3))
+        targets = [(axes[0], x), (axes[1], t)] if k == key else [(axes[2 + tests.index(k)], x)]
+        for ax, xx in targets:
+            h = ax.plot(xx, med, color=c, ls=ls, lw=1.5)[0]
+            if n > 1:
+                ax.fill_between(xx, q1, q3, color=c, alpha=0.15, lw=0)
+            if cfg not in done:
+                done.add(cfg)
+                handles.append((h, labels[cfg]))
+    for ax in axes[:2]:
+        if log_y:
+            ax.set_yscale("log")
+        _fstar_line(ax, floor, at_fstar)
+        ax.grid(alpha=0.3, which="both")
     axes[0].set_xlabel("step")
     axes[1].set_xlabel("wall time (s, batched run)")
-    axes[0].set_ylabel("f(x) - f*  (median, IQR band)" if fstar else "loss f(x)  (median, IQR band)")
-    for ax in axes:
-        if fstar:
-            ax.set_yscale("log")
-        ax.grid(alpha=0.3, which="both")
-    axes[0].set_title(f"{prob}: each optimizer at its best learning rate")
-    _legend_outside(axes[1])
-    return _save(fig, out / f"curves_{prob}.png")
+    ylabel = "f(x) - f*  (median, IQR band)" if fstar else "training loss f(x)  (median, IQR band)"
+    axes[0].set_ylabel(ylabel)
+    axes[1].set_ylabel(ylabel)
+    for ax, k in zip(axes[2:], tests):
+        ax.set_xlabel("step")
+        ax.set_ylabel(k.replace("_", " ") + " (held-out data)")
+        ax.grid(alpha=0.3)
+    fig.suptitle(f"{name}: each configuration at its best learning rate")
+    _legend_below(fig, [h for h, _ in handles], [lb for _, lb in handles])
+    return _save(fig, out / f"curves_{_slug(prob)}.png")
 
 
-def lr_sensitivity(sweep: Sweep, prob: str, target: float, col: dict, out: Path) -> str:
-    """Final value vs lr (median line, per-seed points, diverged marked) and steps to target vs lr."""
-    runs = sweep.runs[sweep.runs.problem == prob]
-    fstar = bool(runs["has_fstar"].all())
-    scol = analysis.target_column(target)
-    fig, (a, b) = plt.subplots(1, 2, figsize=(12, 4.2))
-    ok = runs[~runs["diverged"] & np.isfinite(runs["final"])]
-    vals = ok["final"].clip(lower=1e-300) if fstar else ok["final"]
-    ceiling = (vals.max() if len(vals) else 1.0) * (30 if fstar else 1.0) + (0 if fstar else 1.0)
-    for k, (opt, g) in enumerate(runs.groupby("optimizer")):
-        good = g[~g["diverged"]]
-        y = good["final"].clip(lower=1e-300) if fstar else good["final"]
-        a.scatter(good["lr"], y, s=10, color=col[opt], alpha=0.35, lw=0)
-        med = g.groupby("lr")["score"].median().replace(math.inf, np.nan)
-        a.plot(med.index, med.clip(lower=1e-300) if fstar else med, "-o", ms=3, color=col[opt], label=opt)
-        bad = g[g["diverged"]]
+def lr_sensitivity(df: pd.DataFrame, prob: str, target: float, col: dict, order: list[str], out: Path, name: str) -> str:
+    """Final value vs lr (median line, per-seed dots, diverged runs as x at the top) and, where f* is
+    known, median steps to target vs lr. On the quadratic, GD's stability edge 2/L and optimal step."""
+    g = df[df.problem == prob]
+    fstar = bool(g["has_fstar"].all())
+    fig, axes = plt.subplots(1, 2 if fstar else 1, figsize=(12 if fstar else 7, 4.6), layout="constrained", squeeze=False)
+    a, b = axes[0][0], (axes[0][1] if fstar else None)
+    ok = g[~g["diverged"] & np.isfinite(g["final"])]
+    positive = bool((ok["final"] > 0).all()) and len(ok) > 0
+    log_y = fstar or positive
+    floor = _floor(ok["final"]) if log_y else 0.0
+    top = (ok["final"].max() if len(ok) else 1.0) * (30 if log_y else 1.0) + (0 if log_y else 0.1 * max(1.0, abs(ok["final"].max()) if len(ok) else 1.0))
+    handles = []
+    steps_drawn = False
+    for k, cfg in enumerate(c for c in order if c in set(g["config"])):
+        gc = g[g.config == cfg]
+        c, ls = col[cfg]
+        good = gc[~gc["diverged"] & np.isfinite(gc["final"])]
+        y = good["final"].where(good["final"] > 0, floor) if log_y else good["final"]
+        a.scatter(good["lr"], y, s=9, color=c, alpha=0.35, lw=0)
+        med = gc.groupby("lr")["score"].median().replace(math.inf, np.nan)
+        if med.notna().any():
+            handles.append((a.plot(med.index, med.where(med > 0, floor) if log_y else med, marker="o", ms=3, color=c, ls=ls)[0], cfg))
+        else:
+            handles.append((a.plot([], [], marker="o", ms=3, color=c, ls=ls)[0], cfg))
+        bad = gc[gc["diverged"]]
         if len(bad):
-            y_bad = ceiling * (1.6**k if fstar else 1.0) + (0 if fstar else 0.05 * k * abs(ceiling))
-            a.scatter(bad["lr"], np.full(len(bad), y_bad), marker="x", s=28, color=col[opt])
-        if scol in g:
-            st = g.groupby("lr")[scol].median().dropna()
-            b.plot(st.index, st, "-o", ms=3, color=col[opt], label=opt)
-    a.scatter([], [], marker="x", color="k", label="diverged (drawn at top)")
-    if prob == "quadratic" and {"params.problem.mu", "params.problem.L"} <= set(runs.columns):
-        mu, L = float(runs["params.problem.mu"].iloc[0]), float(runs["params.problem.L"].iloc[0])
-        for ax in (a, b):
+            a.scatter(bad["lr"], np.full(len(bad), top * (1.25**k if log_y else 1.0)), marker="x", s=26, color=c)
+        if b is not None:
+            st = analysis.steps_to(gc, target).groupby(gc["lr"]).median()
+            st = st[np.isfinite(st)]
+            if len(st):
+                steps_drawn = True
+                b.plot(st.index, st.to_numpy() + 1, marker="o", ms=3, color=c, ls=ls)
+    if len(g[g["diverged"]]):
+        handles.append((a.scatter([], [], marker="x", color="k"), "diverged (drawn at the top)"))
+    if log_y and bool((ok["final"] <= 0).any()):
+        _fstar_line(a, floor, True)
+    if not len(ok):
+        a.text(0.5, 0.5, "every run diverged", transform=a.transAxes, ha="center", va="center", fontsize=12)
+    if g["problem_name"].iloc[0] == "quadratic" and {"params.problem.mu", "params.problem.L"} <= set(g.columns) and g["params.problem.L"].nunique() == 1 and g["params.problem.mu"].nunique() == 1:
+        mu, L = float(g["params.problem.mu"].iloc[0]), float(g["params.problem.L"].iloc[0])
+        for ax in [a] + ([b] if b is not None else []):
             ax.axvline(2 / L, color="k", ls="--", lw=1)
             ax.axvline(2 / (L + mu), color="k", ls=":", lw=1)
-        a.plot([], [], "k--", lw=1, label="2/L: GD stability edge")
-        a.plot([], [], "k:", lw=1, label="2/(L+mu): optimal GD step")
+        handles += [(a.plot([], [], "k--", lw=1)[0], "2/L: GD stability edge"), (a.plot([], [], "k:", lw=1)[0], "2/(L+mu): optimal GD step")]
     a.set_xscale("log")
-    if fstar:
+    if log_y:
         a.set_yscale("log")
     a.set_xlabel("learning rate")
-    a.set_ylabel("final f(x) - f*" if fstar else "final loss")
-    a.set_title(f"{prob}: final value vs learning rate (line: median over seeds; dots: seeds)")
-    b.set_xscale("log")
-    b.set_yscale("log")
-    b.set_xlabel("learning rate")
-    b.set_ylabel(f"steps to f - f* <= {target:.0e} (median of seeds that reached it)")
-    b.set_title("steps to target vs learning rate")
-    for ax in (a, b):
-        ax.grid(alpha=0.3, which="both")
-    _legend_outside(a)
-    fig.tight_layout()
-    return _save(fig, out / f"lr_{prob}.png")
+    a.set_ylabel("final f(x) - f*" if fstar else "final training loss")
+    a.set_title("final value (line: median over seeds; dots: seeds)", fontsize=10)
+    a.grid(alpha=0.3, which="both")
+    if b is not None:
+        b.set_xscale("log")
+        b.set_yscale("log")
+        b.set_xlabel("learning rate")
+        b.set_ylabel(f"1 + median steps to f - f* <= {target:.0e}")
+        b.set_title("steps to target (lrs where the median seed reached it)", fontsize=10)
+        b.grid(alpha=0.3, which="both")
+        if not steps_drawn:
+            b.text(0.5, 0.5, f"no lr's median seed reached {target:.0e}", transform=b.transAxes, ha="center", va="center")
+    fig.suptitle(f"{name}: learning-rate sensitivity")
+    _legend_below(fig, [h for h, _ in handles], [lb for _, lb in handles])
+    return _save(fig, out / f"lr_{_slug(prob)}.png")
 
 
-def outcomes(shares: pd.DataFrame, prob: str, out: Path) -> str:
-    """Stacked shares of runs ending at a global minimum, a local one, none, or diverged."""
+def runtime_distribution(df: pd.DataFrame, bests: pd.DataFrame, prob: str, col: dict, out: Path, name: str) -> str | None:
+    """COCO-style ECDF: share of (seed, target) pairs reached by step t, with a 95% bootstrap band over seeds."""
+    g = df[df.problem == prob]
+    if not g["has_fstar"].all():
+        return None
+    T = int(pd.to_numeric(g["params.steps"]).max())
+    grid = np.unique(np.concatenate([[0], np.round(np.geomspace(1, max(T, 1), 300))]))
+    curves = analysis.ecdf(df, bests, prob, grid)
+    if not curves:
+        return None
+    fig, ax = plt.subplots(figsize=(8, 4.6), layout="constrained")
+    handles = []
+    for cfg, (share, lo, hi, levels) in curves.items():
+        c, ls = col[cfg]
+        handles.append((ax.step(grid + 1, share, where="post", color=c, ls=ls, lw=1.5)[0], cfg))
+        ax.fill_between(grid + 1, lo, hi, step="post", color=c, alpha=0.12, lw=0)
+    ax.set_xscale("log")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_xlabel("1 + step")
+    ax.set_ylabel("share of (seed, target) pairs reached")
+    ax.set_title(f"targets f - f* <= {', '.join(f'{v:.0e}' for v in levels)}; at each configuration's best lr", fontsize=9)
+    ax.grid(alpha=0.3, which="both")
+    fig.suptitle(f"{name}: runtime distribution (ECDF, 95% band over seeds)")
+    _legend_below(fig, [h for h, _ in handles], [lb for _, lb in handles])
+    return _save(fig, out / f"ecdf_{_slug(prob)}.png")
+
+
+def outcomes(shares: pd.DataFrame, prob: str, order: list[str], out: Path, name: str) -> str:
+    """Stacked shares of runs ending at a global minimum, a local one, none, or diverged, per lr."""
     s = shares[shares.problem == prob]
-    opts = sorted(s.optimizer.unique(), key=lambda o: (o not in ORDER, ORDER.index(o) if o in ORDER else 0, o))
-    nc = min(4, len(opts))
-    nr = math.ceil(len(opts) / nc)
-    fig, axes = plt.subplots(nr, nc, figsize=(max(4, 3.4 * nc), 3.4 * nr), sharey=True, squeeze=False)
-    for ax in axes.flat[len(opts):]:
+    cfgs = [c for c in order if c in set(s["config"])]
+    nc = min(5, len(cfgs))
+    nr = math.ceil(len(cfgs) / nc)
+    fig, axes = plt.subplots(nr, nc, figsize=(max(4.5, 3.3 * nc), 3.0 * nr + 1), sharey=True, squeeze=False, layout="constrained")
+    for ax in axes.flat[len(cfgs):]:
         ax.set_visible(False)
-    for ax, opt in zip(axes.flat, opts):
-        g = s[s.optimizer == opt].sort_values("lr")
+    for ax, cfg in zip(axes.flat, cfgs):
+        g = s[s.config == cfg].sort_values("lr")
         x = np.arange(len(g))
         bottom = np.zeros(len(g))
         for c, colr in OUTCOME_COLOURS.items():
             ax.bar(x, g[c], bottom=bottom, color=colr, label=c, width=0.8)
             bottom += g[c].to_numpy()
         ax.set_xticks(x, [f"{v:.0e}" for v in g["lr"]], rotation=90, fontsize=7)
-        ax.set_title(opt)
-        ax.set_xlabel("learning rate")
+        ax.set_title(cfg, fontsize=8)
     for row in axes:
         row[0].set_ylabel("share of runs")
-    handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.tight_layout()
-    fig.legend(handles, labels, loc="lower center", ncol=4, bbox_to_anchor=(0.5, 1.0), frameon=False)
-    fig.suptitle(f"{prob}: where runs ended", y=1.06)
-    return _save(fig, out / f"minima_{prob}.png")
+    fig.supxlabel("learning rate", fontsize=9)
+    fig.suptitle(f"{name}: where runs ended")
+    h, lb = axes[0][0].get_legend_handles_labels()
+    _legend_below(fig, h, lb)
+    return _save(fig, out / f"minima_{_slug(prob)}.png")
 
 
-def trajectories(sweep: Sweep, prob: str, best: pd.DataFrame, col: dict, out: Path, per_panel: int = 6) -> str | None:
-    """Contour of the 2-D landscape (or the 1-D curve), one panel per optimizer at its best lr,
-    with up to ``per_panel`` seeded starts; minima marked (star: global, dot: local)."""
-    runs = sweep.runs[sweep.runs.problem == prob]
-    p = problem_object(runs.iloc[0])
+def problem_object(row: pd.Series):
+    """Rebuild the problem a run used from its logged params (for contours and minima), or None."""
+    from harness.plan import import_target
+
+    kwargs = {k[len("params.problem.") :]: analysis.parse_param(v) for k, v in row.items() if k.startswith("params.problem.") and isinstance(v, str)}
+    target = kwargs.pop("_target_", None)
+    kwargs.pop("name", None)
+    if target is None:
+        return None
+    try:
+        return import_target("problem._target_", target)(**kwargs, seeds=[int(row["seed"])])
+    except Exception:  # noqa: BLE001 - a problem class that is no longer importable: no contour, still a report
+        return None
+
+
+def trajectories(rs: RunSet, df: pd.DataFrame, bests: pd.DataFrame, prob: str, col: dict, out: Path, name: str, per_panel: int = 6, panels: int = 12) -> str | None:
+    """The 2-D landscape's contours (or the 1-D curve), one panel per configuration at its best lr (the
+    ``panels`` best ranked), with up to ``per_panel`` seeded starts; minima marked (star: global, dot: local)."""
+    g = df[df.problem == prob]
+    p = problem_object(g.iloc[0])
     if p is None or p.dim > 2:
         return None
     import torch
 
-    opts = sorted(best.loc[prob].index, key=lambda o: (o not in ORDER, ORDER.index(o) if o in ORDER else 0, o))
-    nc = min(4, len(opts))
-    nr = math.ceil(len(opts) / nc)
-    fig, axes = plt.subplots(nr, nc, figsize=(3.8 * nc, 3.6 * nr), squeeze=False)
-    for ax in axes.flat[len(opts):]:
+    rows = bests[bests.problem == prob].sort_values("rank").head(panels)
+    nc = min(4, len(rows))
+    nr = math.ceil(len(rows) / nc)
+    fig, axes = plt.subplots(nr, nc, figsize=(3.8 * nc, 3.5 * nr + 0.6), squeeze=False, layout="constrained")
+    for ax in axes.flat[len(rows):]:
         ax.set_visible(False)
     lo, hi = p.box[:, 0], p.box[:, 1]
     pad = 0.1 * (hi - lo)
@@ -185,23 +291,23 @@ def trajectories(sweep: Sweep, prob: str, best: pd.DataFrame, col: dict, out: Pa
         xs = np.linspace(min(lo[0], -1.6) - pad[0], hi[0] + pad[0], 400)
         with torch.no_grad():
             fx = p.loss(torch.tensor(xs)[:, None]).numpy()
-    for ax, opt in zip(axes.flat, opts):
-        lr = best.loc[(prob, opt), "lr"]
-        ids = runs[(runs.optimizer == opt) & (runs.lr == lr)].sort_values("seed")["run_id"].tolist()[:per_panel]
+    for ax, r in zip(axes.flat, rows.itertuples()):
+        c, _ = col[r.config]
+        ids = g[(g.config == r.config) & (g.lr == r.best_lr)].sort_values("seed")["run_id"].tolist()[:per_panel]
         if p.dim == 2:
             ax.contourf(X, Y, Zs, levels=20, cmap="Greys", alpha=0.7)
         else:
             ax.plot(xs, fx, color="k", lw=1)
         for rid in ids:
-            tr = trajectory(sweep, rid)
+            tr = read_trajectory(rs, rid)
             if tr is None:
                 continue
             tr = tr[np.isfinite(tr.iloc[:, 1:].to_numpy()).all(axis=1)]
             if p.dim == 2:
-                ax.plot(tr["x1"], tr["x2"], color=col[opt], lw=1, alpha=0.9)
-                ax.plot(tr["x1"].iloc[0], tr["x2"].iloc[0], "o", color=col[opt], ms=3)
+                ax.plot(tr["x1"], tr["x2"], color=c, lw=1, alpha=0.9)
+                ax.plot(tr["x1"].iloc[0], tr["x2"].iloc[0], "o", color=c, ms=3)
             else:
-                ax.plot(tr["x1"], tr["loss"], ".", color=col[opt], ms=2, alpha=0.5)
+                ax.plot(tr["x1"], tr["loss"], ".", color=c, ms=2, alpha=0.5)
         for m in p.minima if len(p.minima) <= 30 else [m for m in p.minima if m.kind == "global"]:
             y = m.x[1] if p.dim == 2 else m.f
             ax.plot(m.x[0], y, "*" if m.kind == "global" else "o", color="gold" if m.kind == "global" else "white",
@@ -209,30 +315,36 @@ def trajectories(sweep: Sweep, prob: str, best: pd.DataFrame, col: dict, out: Pa
         if p.dim == 2:
             ax.set_xlim(xs[0], xs[-1])
             ax.set_ylim(ys[0], ys[-1])
-            ax.set_xlabel("x1")
-            ax.set_ylabel("x2")
-        else:
-            ax.set_xlabel("x")
-            ax.set_ylabel("f(x)")
-        ax.set_title(f"{opt}, lr={lr:.3g}", fontsize=9)
-    fig.suptitle(f"{prob}: trajectories from up to {per_panel} seeded starts (star: global min, dot: local min)", y=1.03)
-    fig.tight_layout()
-    return _save(fig, out / f"trajectories_{prob}.png")
+        ax.set_title(f"{r.config}, lr={r.best_lr:.3g}", fontsize=8)
+    fig.supxlabel("x1" if p.dim == 2 else "x", fontsize=9)
+    fig.supylabel("x2" if p.dim == 2 else "f(x)", fontsize=9)
+    more = f"; the {panels} best ranked of {len(bests[bests.problem == prob])} configurations" if len(bests[bests.problem == prob]) > panels else ""
+    fig.suptitle(f"{name}: trajectories from up to {per_panel} seeded starts (star: global min, dot: local min){more}", fontsize=10)
+    return _save(fig, out / f"trajectories_{_slug(prob)}.png")
 
 
-def profile(runs: pd.DataFrame, target: float, col: dict, out: Path) -> str | None:
+def profile(df: pd.DataFrame, bests: pd.DataFrame, target: float, col: dict, out: Path) -> str | None:
+    """Dolan-More performance profile across problems, or None when it would say nothing."""
     taus = np.logspace(0, 3, 200, base=2)
-    prof = analysis.performance_profile(runs, target, taus)
-    if len(prof) < 2:
+    prof = analysis.performance_profile(df, bests, target, taus)
+    if not prof:
         return None
-    fig, ax = plt.subplots(figsize=(6.5, 4))
-    for opt, rho in prof.items():
-        ax.step(taus, rho, where="post", color=col[opt], label=opt)
+    fig, ax = plt.subplots(figsize=(8, 4.6), layout="constrained")
+    handles = []
+    for cfg, rho in prof.items():
+        c, ls = col[cfg]
+        handles.append((ax.step(taus, rho, where="post", color=c, ls=ls)[0], cfg))
     ax.set_xscale("log", base=2)
     ax.set_ylim(-0.02, 1.02)
-    ax.set_xlabel("tau: steps to target within tau x the fastest optimizer")
+    ax.set_xlabel("tau: steps to target within tau x the fastest configuration")
     ax.set_ylabel("share of (problem, seed) instances")
-    ax.set_title(f"Performance profile (Dolan-More), target f - f* <= {target:.0e}")
     ax.grid(alpha=0.3, which="both")
-    _legend_outside(ax)
+    fig.suptitle(f"Performance profile (Dolan-More), target f - f* <= {target:.0e}")
+    _legend_below(fig, [h for h, _ in handles], [lb for _, lb in handles])
     return _save(fig, out / "profile.png")
+
+
+def _slug(s: str) -> str:
+    import re
+
+    return re.sub(r"[^A-Za-z0-9_.=-]+", "_", s).strip("_")

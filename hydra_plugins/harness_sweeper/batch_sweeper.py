@@ -17,7 +17,6 @@ sweep's parent run is created here, in the launching process.
 
 import logging
 import math
-import statistics
 import sys
 import time
 from collections import defaultdict
@@ -99,6 +98,7 @@ class BatchSweeper(Sweeper):
             for k, vs in values.items()
             if (k in BATCHABLE_KEYS or k.startswith(BATCHABLE_PREFIXES)) and all(_is_numeric(v) for v in vs)
         }
+        self.swept = sorted(k for k, vs in values.items() if len({str(v) for v in vs}) > 1 and k not in ("problem", "optimizer"))
         grouped: dict[tuple, list[list[str]]] = {}
         for job, overrides in zip(parsed, jobs):
             common = tuple(s for o, s in zip(job, overrides) if o.key_or_group not in batchable)
@@ -119,7 +119,7 @@ class BatchSweeper(Sweeper):
     # 2. validate everything, then run group by group ----------------------------------
     def sweep(self, arguments: list[str]) -> Any:
         from harness.plan import plan
-        from harness.tracking import Tracker, check_reachable, experiment_name, resolve_uri
+        from harness.store import Tracker, check_reachable, experiment_name, resolve_uri
         from optimizers.base import ConfigError
 
         t_start = time.perf_counter()
@@ -145,7 +145,7 @@ class BatchSweeper(Sweeper):
         from harness.provenance import tags as provenance
 
         parent = tracker.start_parent(name, {"harness.sweep": "true", "harness.runs": str(total), **provenance()})
-        extra = [f"tracking.uri={_quote(uri)}", f"tracking.parent_run_id={parent}"]
+        extra = [f"tracking.uri={_quote(uri)}", f"tracking.parent_run_id={parent}", "tracking.swept=[" + ",".join(_quote(k) for k in self.swept) + "]"]
         status, results = "FAILED", []
         try:
             done, t0 = 0, time.perf_counter()
@@ -166,38 +166,10 @@ class BatchSweeper(Sweeper):
             raise
         finally:
             tracker.end(parent, status)
-        print(summary(results, uri, tracker.experiment_id, parent, time.perf_counter() - t_start))
+        from harness.summary import sweep_summary
+
+        text = sweep_summary(uri, tracker.experiment_name, parent, time.perf_counter() - t_start, total)
+        if uri != resolve_uri(None):
+            text = text.replace("python -m harness.report", f"python -m harness.report --uri {uri}")
+        print(text)
         return results
-
-
-def summary(results: list[dict], uri: str, experiment_id: str, parent: str, seconds: float) -> str:
-    """One screen: runs, divergences, the best learning rate per problem and optimizer, where to look."""
-    by: dict[tuple, dict[float, list]] = defaultdict(lambda: defaultdict(list))
-    for r in results:
-        by[(r["problem"], r["optimizer"])][r["lr"]].append(r)
-    n_div = sum(int(r["diverged"]) for r in results)
-    lines = [f"\nSweep done: {len(results)} runs in {seconds:.1f} s, {n_div} diverged.", ""]
-    lines.append(f"{'problem':<20} {'optimizer':<10} {'best lr':>9} {'median final':>13} {'diverged':>9} {'global min':>11}")
-    for (prob, opt), lrs in sorted(by.items()):
-        def score(rs):
-            vals = [r.get("final_suboptimality", r["final_loss"]) for r in rs]
-            vals = [v if not r["diverged"] and math.isfinite(v) else math.inf for v, r in zip(vals, rs)]
-            return statistics.median(vals)
-
-        def rank(lr, lrs=lrs):  # as the report: lowest median; among solved ones (<= 1e-12), fewest steps to 1e-6
-            steps = [r.get("steps_to_1e-06", math.inf) for r in lrs[lr]]
-            sc = score(lrs[lr])
-            return (0.0 if sc <= 1e-12 else sc, statistics.median(steps), lr)
-
-        best = min(lrs, key=rank)
-        n = sum(len(v) for v in lrs.values())
-        d = sum(int(r["diverged"]) for v in lrs.values() for r in v)
-        glob = sum(int(r.get("global_min_reached", 0)) for r in lrs[best])
-        lines.append(f"{prob:<20} {opt:<10} {best:>9.3g} {score(lrs[best]):>13.3e} {d:>4}/{n:<4} {glob:>5}/{len(lrs[best]):<5}")
-    import os
-
-    shown = uri.replace("sqlite:///" + os.getcwd() + "/", "sqlite:///")  # relative when in the launch dir
-    ui = f"open {uri}" if uri.startswith("http") else f"mlflow ui --backend-store-uri {shown}  (then open http://127.0.0.1:5000)"
-    lines += ["", "final = median f - f* (loss when f* is unknown) at the best lr; global min = runs at the best lr that"]
-    lines += ["ended at a global minimum; diverged counts all lrs.", f"Runs: experiment {experiment_id}, parent run {parent} in {shown if not uri.startswith('http') else uri}", f"Browse: {ui}"]
-    return "\n".join(lines)

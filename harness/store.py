@@ -1,12 +1,16 @@
-"""MLflow tracking: one run per member, nested under one parent run per sweep.
+"""The MLflow store: the one module that knows MLflow's tables, for writes and reads alike.
 
-Curves are kept in memory during a run and written with a few ``log_batch`` calls per
+Writes: one run per member, nested under one parent run per sweep. Curves are kept in memory during a run and written with a few ``log_batch`` calls per
 run (never one store round trip per step): every step up to ``MAX_POINTS`` steps, and
 longer curves sampled to ``SAMPLE_POINTS`` + 1 points that include the first and last step.
+
+Reads: the finished runs of a sweep or of a filter as one table (:func:`read_runs`), their
+curves (:func:`read_curves`) and trajectories, for the sweep summary and the report.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import urllib.error
 import urllib.request
@@ -120,6 +124,7 @@ class Tracker:
         from mlflow import MlflowClient
 
         self.uri = uri
+        self.experiment_name = experiment
         self.client = MlflowClient(uri)
         exp = self.client.get_experiment_by_name(experiment)
         self.experiment_id = exp.experiment_id if exp else self.client.create_experiment(experiment)
@@ -245,3 +250,226 @@ def _user() -> str:
         return getpass.getuser()
     except (KeyError, OSError):
         return "unknown"
+
+
+# ---------------------------------------------------------------------------------------------
+# Reads: the runs of a sweep (or of a filter) as one table, their curves and trajectories.
+
+MAX_FLOAT = 1.7976931348623157e308  # MLflow stores +-inf as +-max float
+
+
+class StoreError(Exception):
+    """Runs cannot be read; the message says why and what to do (one line)."""
+
+
+@dataclass
+class RunSet:
+    """Finished runs read back from a store: one row per run (``params.*``, ``metrics.*``, ``tags.*``)."""
+
+    client: object
+    uri: str
+    experiment: str
+    runs: object  # pandas DataFrame
+    parents: dict[str, dict]  # parent run id -> {"name", "status", "start_time", "tags"} of the sweeps involved
+    sweep: str | None = None  # the sweep's parent run id when one sweep was read
+    filter: str | None = None
+    unfinished: int = 0  # member runs present but not FINISHED
+    curve_cache: dict = field(default_factory=dict)
+
+
+def open_client(uri: str):
+    """An MlflowClient for ``uri`` that fails fast and creates nothing: a missing sqlite file is an
+    error (MLflow would create an empty store), and a server must answer /health within 5 s."""
+    import logging
+
+    if uri.startswith("sqlite:///"):
+        path = Path(uri[len("sqlite:///") :])
+        if not path.is_file():
+            raise StoreError(f"--uri {uri}: no such store (file {path} does not exist); allowed: an existing sqlite file, a server URI or a database URI")
+    else:
+        try:
+            check_reachable(uri)
+        except ConfigError as e:
+            raise StoreError(str(e)) from None
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
+    from mlflow import MlflowClient
+
+    return MlflowClient(uri)
+
+
+def read_runs(uri: str, experiment: str, sweep: str | None = None, filter_string: str | None = None) -> RunSet:
+    """The finished runs of one sweep (``sweep``: its parent run id; default: the latest sweep),
+    or of every run matching an MLflow filter string (sweep members and single runs alike)."""
+    client = open_client(uri)
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        raise StoreError(f"no experiment '{experiment}' in {uri}: run a sweep first (python -m harness ... -m lr=...)")
+    if filter_string:
+        flt = filter_string
+    else:
+        if not sweep:
+            latest = client.search_runs([exp.experiment_id], "tags.`harness.sweep` = 'true'", order_by=["attributes.start_time DESC"], max_results=1)
+            if not latest:
+                raise StoreError(f"no sweep in experiment '{experiment}' of {uri}: run one with -m, or pass --filter")
+            sweep = latest[0].info.run_id
+        flt = f"tags.`mlflow.parentRunId` = '{sweep}'"
+    df = _search(client, exp.experiment_id, flt)
+    if filter_string and not df.empty and "tags.harness.sweep" in df:
+        df = df[df["tags.harness.sweep"] != "true"]
+    unfinished = int((df["status"] != "FINISHED").sum()) if not df.empty else 0
+    df = df[df["status"] == "FINISHED"].reset_index(drop=True) if not df.empty else df
+    parent_ids = set(df["tags.mlflow.parentRunId"].dropna()) if "tags.mlflow.parentRunId" in df else set()
+    if sweep:
+        parent_ids.add(sweep)
+    parents = {}
+    for pid in sorted(parent_ids):
+        r = client.get_run(pid)
+        parents[pid] = {"name": r.info.run_name, "status": r.info.status, "start_time": r.info.start_time, "tags": dict(r.data.tags)}
+    if df.empty:
+        where = f"sweep {sweep}" if sweep else f"filter {filter_string!r}"
+        raise StoreError(f"no finished runs for {where} in experiment '{experiment}' of {uri}")
+    return RunSet(client, uri, experiment, df, parents, sweep, filter_string, unfinished)
+
+
+def _search(client, experiment_id: str, flt: str):
+    """All runs matching ``flt`` as a DataFrame (params.*, metrics.*, tags.* columns).
+
+    For SQL stores, MLflow's search selects the run ids (its filter language), and the params,
+    latest metrics and tags are read in three queries: building MLflow's entity objects for
+    1,000 runs costs seconds."""
+    import pandas as pd
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    store = client._tracking_client.store
+    if isinstance(store, SqlAlchemyStore):
+        ids = _sql_run_ids(store, experiment_id, flt)
+        if ids is None:
+            ids = [r.info.run_id for r in _all_pages(client, experiment_id, flt)]
+        return _sql_frame(store, ids)
+    rows = []
+    for r in _all_pages(client, experiment_id, flt):
+        row = {"run_id": r.info.run_id, "run_name": r.info.run_name, "status": r.info.status, "start_time": r.info.start_time, "artifact_uri": r.info.artifact_uri}
+        row.update({f"params.{k}": v for k, v in r.data.params.items()})
+        row.update({f"metrics.{k}": _unclip(v) for k, v in r.data.metrics.items()})
+        row.update({f"tags.{k}": v for k, v in r.data.tags.items()})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _unclip(v: float) -> float:
+    return math.inf if v >= MAX_FLOAT else -math.inf if v <= -MAX_FLOAT else v
+
+
+def _all_pages(client, experiment_id: str, flt: str):
+    token = None
+    while True:
+        page = client.search_runs([experiment_id], flt, max_results=5000, page_token=token)
+        yield from page
+        token = page.token
+        if not token:
+            return
+
+
+def _sql_run_ids(store, experiment_id: str, flt: str) -> list[str] | None:
+    """Run ids of a sweep's members (the filter the report builds itself); None for other filters."""
+    import re
+
+    m = re.fullmatch(r"tags\.`mlflow\.parentRunId` = '([0-9a-f]+)'", flt)
+    if not m:
+        return None
+    with store.ManagedSessionMaker() as session:
+        res = session.connection().exec_driver_sql(
+            "SELECT r.run_uuid FROM runs r JOIN tags t ON t.run_uuid = r.run_uuid "
+            f"WHERE t.key = 'mlflow.parentRunId' AND t.value = '{m.group(1)}' AND r.experiment_id = {int(experiment_id)} "
+            "AND r.lifecycle_stage = 'active'"
+        )
+        return [r[0] for r in res.fetchall()]
+
+
+def _sql_frame(store, ids: list[str]):
+    """params.*, metrics.* (latest values), tags.* and run info of ``ids``, as MLflow stores them."""
+    import pandas as pd
+
+    if not ids:
+        return pd.DataFrame()
+    frames = {}
+    with store.ManagedSessionMaker() as session:
+        conn = session.connection()
+        for i in range(0, len(ids), 500):
+            marks = ", ".join(f"'{r}'" for r in ids[i : i + 500] if r.isalnum())
+            for table, cols in (("params", "key, value"), ("latest_metrics", "key, value, is_nan"), ("tags", "key, value")):
+                res = conn.exec_driver_sql(f"SELECT run_uuid, {cols} FROM {table} WHERE run_uuid IN ({marks})").fetchall()
+                frames.setdefault(table, []).extend(res)
+            frames.setdefault("runs", []).extend(conn.exec_driver_sql(f"SELECT run_uuid, name, status, start_time, artifact_uri FROM runs WHERE run_uuid IN ({marks})").fetchall())
+    out = pd.DataFrame(frames["runs"], columns=["run_id", "run_name", "status", "start_time", "artifact_uri"]).set_index("run_id")
+    for table, prefix in (("params", "params."), ("latest_metrics", "metrics."), ("tags", "tags.")):
+        if table == "latest_metrics":
+            df = pd.DataFrame(frames[table], columns=["run_id", "key", "value", "is_nan"])
+            df["value"] = df["value"].astype(float).replace([MAX_FLOAT, -MAX_FLOAT], [math.inf, -math.inf])
+            df.loc[df["is_nan"].astype(bool), "value"] = np.nan
+        else:
+            df = pd.DataFrame(frames[table], columns=["run_id", "key", "value"])
+        if not df.empty:
+            wide = df.pivot(index="run_id", columns="key", values="value")
+            wide.columns = [prefix + c for c in wide.columns]
+            out = out.join(wide)
+    return out.reset_index()
+
+
+def read_curves(rs: RunSet, run_ids: list[str], keys: tuple[str, ...]):
+    """Curve points (run_id, key, step, value, t) of the given runs; ``t`` is seconds since the
+    run's first point. SQL stores are read in one query per 500 runs, others per run and key."""
+    import pandas as pd
+
+    cols = ["run_id", "key", "step", "value", "is_nan", "timestamp"]
+    need = [r for r in run_ids if (r, keys) not in rs.curve_cache]
+    if need:
+        store = rs.client._tracking_client.store
+        from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+        frames = []
+        if isinstance(store, SqlAlchemyStore):
+            with store.ManagedSessionMaker() as session:
+                conn = session.connection()
+                for i in range(0, len(need), 500):
+                    marks = ", ".join(f"'{r}'" for r in need[i : i + 500] if r.isalnum())
+                    kmarks = ", ".join(f"'{k}'" for k in keys)
+                    res = conn.exec_driver_sql(f"SELECT run_uuid, key, step, value, is_nan, timestamp FROM metrics WHERE run_uuid IN ({marks}) AND key IN ({kmarks})")
+                    frames.append(pd.DataFrame(res.fetchall(), columns=cols))
+        else:
+            for r in need:
+                for k in keys:
+                    hist = rs.client.get_metric_history(r, k)
+                    frames.append(pd.DataFrame([(r, k, h.step, h.value, False, h.timestamp) for h in hist], columns=cols))
+        df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=cols)
+        df["value"] = df["value"].astype(float).replace([MAX_FLOAT, -MAX_FLOAT], [math.inf, -math.inf])
+        df.loc[df["is_nan"].astype(bool), "value"] = np.nan
+        df = df.sort_values(["run_id", "key", "step"])
+        df["t"] = (df["timestamp"] - df.groupby("run_id")["timestamp"].transform("min")) / 1000.0
+        groups = dict(tuple(df.groupby("run_id")))
+        empty = df.iloc[:0]
+        for r in need:
+            rs.curve_cache[(r, keys)] = groups.get(r, empty)
+    if not run_ids:
+        return pd.DataFrame(columns=cols + ["t"])
+    return pd.concat([rs.curve_cache[(r, keys)] for r in run_ids], ignore_index=True)
+
+
+def read_trajectory(rs: RunSet, run_id: str):
+    """The run's trajectory.csv artifact (step, x1[, x2], loss), or None."""
+    import io
+    import tempfile
+
+    import pandas as pd
+
+    uri = rs.runs.set_index("run_id")["artifact_uri"].get(run_id) if "artifact_uri" in rs.runs else None
+    local = Path(uri[len("file://") :] if uri.startswith("file://") else uri) / "trajectory.csv" if uri and "://" not in uri.replace("file://", "") else None
+    if local is not None and local.exists():  # a local artifact store: read the file where it is
+        return pd.read_csv(local)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = rs.client.download_artifacts(run_id, "trajectory.csv", tmp)
+            return pd.read_csv(io.StringIO(Path(path).read_text()))
+    except Exception:  # noqa: BLE001 - a missing artifact just means no trajectory to draw
+        return None
