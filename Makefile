@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 # where the CPU build of torch 2.13.0 is not already available to pip.
 PIP_ARGS ?=
 
-.PHONY: venv demo test bench lint clean
+.PHONY: venv demo demo-report test bench lint clean
 
 venv: $(VENV)/.installed
 
@@ -17,12 +17,24 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e . --config-settings editable_mode=compat
 	@touch $@
 
-# A representative sweep into ./mlflow.db (7 optimizers x 2 problems x 11 learning rates x 3 seeds),
-# then its report in reports/demo/report.md (committed as the example report).
+# The demo: learning-rate sensitivity with the theory overlay (a 10-D quadratic) and local-minimum behaviour
+# (six-hump camel: 2 global and 4 local minima, 20 random starts), 7 optimizers x 11 learning rates.
+DEMO := problem=quadratic,six_hump_camel optimizer=gd,momentum,nesterov,adagrad,rmsprop,adam,adamw grid=lr_decades "seed=range(20)" steps=1000
+
+
+# Runs the demo into ./mlflow.db and writes its report to outputs/reports/demo/report.md (untracked).
 demo: venv
-	$(PY) -m harness problem=rosenbrock,himmelblau optimizer=gd,momentum,nesterov,adagrad,rmsprop,adam,adamw grid=lr_decades seed=0,1,2 steps=1000 -m
-	$(PY) -m harness.report --name demo
+	$(PY) -m harness $(DEMO) -m
+	$(PY) -m harness.report --name demo --out outputs/reports
 	@echo "(mlflow is in $(VENV)/bin: run 'source $(VENV)/bin/activate' first)"
+
+# Regenerates the committed example report reports/demo/ from a clean tree (it records the git commit),
+# into a fresh store of its own; commit the result.
+demo-report: venv
+	@test -z "$$(git status --porcelain --untracked-files=no)" || { echo "error: the tree has uncommitted changes; commit them first (the report records the git commit)"; exit 1; }
+	mkdir -p outputs && rm -f outputs/demo-report.db
+	$(PY) -m harness tracking.uri=sqlite:///outputs/demo-report.db $(DEMO) -m
+	$(PY) -m harness.report --uri sqlite:///outputs/demo-report.db --name demo --out reports --no-attach
 
 test: venv
 	$(PY) -m pytest -q

@@ -55,6 +55,20 @@ def parse_param(v):
         return v
 
 
+def canonical(v) -> str:
+    """One spelling per value, so ``0`` and ``0.0`` (or ``[1, 2]`` and ``[1.0, 2.0]``) are one configuration."""
+    def walk(p):
+        if isinstance(p, bool) or p is None or isinstance(p, str):
+            return str(p)
+        if isinstance(p, (int, float)):
+            return format(float(p), ".12g")
+        if isinstance(p, (list, tuple)):
+            return "[" + ", ".join(walk(x) for x in p) + "]"
+        return str(p)
+
+    return "–" if v is None or (isinstance(v, float) and math.isnan(v)) else walk(parse_param(v))
+
+
 def _short(key: str) -> str:
     key = key[len("params.") :]
     return key.split(".", 1)[1] if key.startswith(("problem.", "optimizer.")) else key
@@ -70,15 +84,17 @@ def _sortable(v) -> tuple:
 def _labels(df: pd.DataFrame, by: list[str], name: pd.Series, keys: list[str]) -> tuple[pd.Series, pd.Series]:
     """Per row: ``name (k=v, ...)`` over the keys that vary within its ``by`` group, and a sort key."""
     label = name.astype(str).copy()
-    order = pd.Series([(0.0, ())] * len(df), index=df.index, dtype=object)
+    order = pd.Series([()] * len(df), index=df.index, dtype=object)
     for _, g in df.groupby(by, sort=False):
-        vals = g[[k for k in keys if k in g]].fillna("–").astype(str)
+        vals = g[[k for k in keys if k in g]].map(canonical)
+        if "params.problem.x0" in vals:
+            vals["params.problem.x0"] = vals["params.problem.x0"].replace("None", "random")
         varying = [k for k in vals if vals[k].nunique() > 1]
         if not varying:
             continue
-        parts = vals[varying].apply(lambda r: ", ".join(f"{_short(k)}={r[k]}" for k in varying), axis=1)
+        parts = vals[varying].apply(lambda r, v=varying: ", ".join(f"{_short(k)}={r[k]}" for k in v), axis=1)
         label[g.index] = name[g.index].astype(str) + " (" + parts + ")"
-        order[g.index] = vals[varying].apply(lambda r: tuple(_sortable(r[k]) for k in varying), axis=1)
+        order[g.index] = vals[varying].apply(lambda r, v=varying: tuple(_sortable(r[k]) for k in v), axis=1)
     return label, order
 
 
@@ -132,14 +148,15 @@ def median(values) -> float:
     return float(np.median(v)) if v.size else math.nan
 
 
-def bootstrap_median(values, seeds) -> tuple[float, float]:
-    """95% percentile-bootstrap interval of the median over seeds; (nan, nan) with fewer than 2 seeds."""
+def bootstrap(values, seeds, stat=np.median) -> tuple[float, float]:
+    """95% percentile-bootstrap interval of ``stat`` (the median; the mean for shares) over seeds;
+    (nan, nan) with fewer than 2 seeds. Seeded: the same runs always give the same interval."""
     v = np.asarray(values, dtype=float)[np.argsort(np.asarray(seeds), kind="stable")]
     if v.size < 2 or np.isnan(v).any():
         return math.nan, math.nan
     idx = np.random.default_rng(BOOT_SEED).integers(0, v.size, size=(BOOTSTRAP, v.size))
-    meds = np.median(v[idx], axis=1)
-    return float(np.quantile(meds, 0.025, method="lower")), float(np.quantile(meds, 0.975, method="higher"))
+    stats = stat(v[idx], axis=1)
+    return float(np.quantile(stats, 0.025, method="lower")), float(np.quantile(stats, 0.975, method="higher"))
 
 
 def _bucket(m: float) -> float:
@@ -194,15 +211,16 @@ def best(df: pd.DataFrame, target: float) -> pd.DataFrame:
         b = min((r for _, r in cand.iterrows()), key=lambda r: rank_key(r, minima))
         at = g[g.lr == b["lr"]].sort_values("seed")
         st = steps_to(at, target)
-        lo, hi = bootstrap_median(at["score"], at["seed"])
-        slo, shi = bootstrap_median(st, at["seed"]) if at["has_fstar"].all() else (math.nan, math.nan)
+        lo, hi = bootstrap(at["score"], at["seed"])
+        slo, shi = bootstrap(st, at["seed"]) if at["has_fstar"].all() else (math.nan, math.nan)
+        glo, ghi = bootstrap(at["global"], at["seed"], np.mean) if minima else (math.nan, math.nan)
         row = dict(
             problem=prob, config=cfg, optimizer=g["optimizer"].iloc[0], config_order=g["config_order"].iloc[0],
             best_lr=float(b["lr"]), seeds=int(b["n"]), median=float(b["median"]), q25=float(b["q25"]), q75=float(b["q75"]),
             ci_lo=lo, ci_hi=hi, steps=float(b["steps"]), steps_lo=slo, steps_hi=shi,
             reached=int(np.isfinite(st).sum()), fstar=bool(at["has_fstar"].all()), minima=minima,
             diverged_best=int(b["diverged"]), diverged_all=int(t["diverged"].sum()), runs=int(t["n"].sum()), lrs=len(t),
-            global_share=float(b["global_share"]) if minima else math.nan,
+            global_share=float(b["global_share"]) if minima else math.nan, global_lo=glo, global_hi=ghi,
             global_max=float(t["global_share"].max()) if minima else math.nan,
             global_max_lr=float(t.loc[t["global_share"].idxmax(), "lr"]) if minima else math.nan,
             robust_decades=robustness(t, b["lr"], b["median"]),
@@ -212,7 +230,7 @@ def best(df: pd.DataFrame, target: float) -> pd.DataFrame:
         rows.append(row)
     out = pd.DataFrame(rows)
     out["rank"] = 0
-    for prob, g in out.groupby("problem"):
+    for _, g in out.groupby("problem"):
         minima = bool(g["minima"].all())
         keys = {i: (*rank_key(r.rename({"best_lr": "lr"}), minima)[:3], r["config_order"]) for i, r in g.iterrows()}
         for k, i in enumerate(sorted(keys, key=keys.get), start=1):
@@ -317,8 +335,8 @@ def findings(df: pd.DataFrame, bests: pd.DataFrame, target: float) -> list[str]:
                               f"(median {lead.steps:.0f} vs {r.steps:.0f} steps; 95% intervals separate)")
             elif separated(lead.ci_hi, r.ci_lo):
                 behind.append(f"{lead.config} ended lower than {r.config} (median {value(lead.median, lead.fstar)} vs {value(r.median, r.fstar)}; 95% intervals separate)")
-            elif lead.minima and r.global_share < lead.global_share:
-                behind.append(f"{lead.config} reached a global minimum more often than {r.config} ({share(lead.global_share)} vs {share(r.global_share)})")
+            elif lead.minima and separated(r.global_hi, lead.global_lo):
+                behind.append(f"{lead.config} reached a global minimum more often than {r.config} ({share(lead.global_share)} vs {share(r.global_share)}; 95% intervals separate)")
             else:
                 tied.append(r.config)
         if len(behind) > 4:
@@ -329,8 +347,12 @@ def findings(df: pd.DataFrame, bests: pd.DataFrame, target: float) -> list[str]:
             lines.append(f"On {prob}, {', '.join(tied)} {'is' if len(tied) == 1 else 'are'} indistinguishable from {lead.config} on {n} seed{'s' * (n != 1)}.")
         fin = s[np.isfinite(s["median"]) & (s["lrs"] > 1)]
         if len(fin) > 1:
-            rob = next(fin.sort_values(["robust_decades", "rank"], ascending=[False, True]).itertuples())
-            lines.append(f"On {prob}, {rob.config} was the most robust: within {FACTOR:g}x of its best over {rob.robust_decades:.1f} decades of lr.")
+            top = fin[fin["robust_decades"] == fin["robust_decades"].max()]
+            if len(top) == 1:
+                rob = next(top.itertuples())
+                lines.append(f"On {prob}, {rob.config} was the most robust: within {FACTOR:g}x of its best over {rob.robust_decades:.1f} decades of lr.")
+            else:
+                lines.append(f"On {prob}, {', '.join(top['config'])} were equally robust: within {FACTOR:g}x of their best over {top['robust_decades'].iloc[0]:.1f} decades of lr.")
     for prob, cfg, lr0, d, n in divergence_edges(df):
         lines.append(f"On {prob}, {cfg} diverged at lr >= {fl(lr0)} in {d}/{n} runs.")
     return lines

@@ -24,6 +24,7 @@ from optimizers.base import ConfigError
 MAX_POINTS = 1000
 SAMPLE_POINTS = 500
 PARENT_TAG = "mlflow.parentRunId"
+EXPERIMENT_KIND = "mlflow.experimentKind"
 
 
 def resolve_uri(configured: str | None) -> str:
@@ -36,6 +37,12 @@ def resolve_uri(configured: str | None) -> str:
         if path and not path.startswith("/") and path != ":memory:":
             uri = "sqlite:///" + str(Path(path).resolve())
     return uri
+
+
+def runs_view(uri: str, experiment_id: str) -> str:
+    """The MLflow UI page listing an experiment's runs (model-training view), for a local ``mlflow ui``."""
+    base = uri.rstrip("/") if uri.startswith("http") else "http://127.0.0.1:5000"
+    return f"{base}/#/experiments/{experiment_id}/runs"
 
 
 def experiment_name(configured: str) -> str:
@@ -127,7 +134,9 @@ class Tracker:
         self.experiment_name = experiment
         self.client = MlflowClient(uri)
         exp = self.client.get_experiment_by_name(experiment)
-        self.experiment_id = exp.experiment_id if exp else self.client.create_experiment(experiment)
+        # MLflow 3.17's UI opens new experiments in its GenAI view; this tag marks ours as model
+        # training (honoured by newer UIs). The sweep summary links the runs view directly.
+        self.experiment_id = exp.experiment_id if exp else self.client.create_experiment(experiment, tags={EXPERIMENT_KIND: "custom_model_development"})
         self.artifact_location = self.client.get_experiment(self.experiment_id).artifact_location
         if self.artifact_location.startswith("mlflow-artifacts:") and not uri.startswith("http"):
             raise ConfigError(

@@ -32,9 +32,9 @@ def text_table(header: list[str], body: list[list[str]]) -> str:
     return "\n".join([line(header)] + [line(r) for r in body])
 
 
-def sweep_summary(uri: str, experiment: str, parent: str, seconds: float, expected: int) -> str:
+def sweep_summary(uri: str, experiment: str, experiment_id: str, parent: str, seconds: float, expected: int) -> str:
     """One screen: runs, divergences, the best lr per (problem, configuration), where to look."""
-    from harness.store import read_runs
+    from harness.store import read_runs, runs_view
 
     rs = read_runs(uri, experiment, sweep=parent)
     df = analysis.prepare(rs.runs)
@@ -42,7 +42,8 @@ def sweep_summary(uri: str, experiment: str, parent: str, seconds: float, expect
     lines = [f"\nSweep done: {len(df)} of {expected} runs in {seconds:.1f} s, {int(df['diverged'].sum())} diverged.", ""]
     lines.append(text_table(columns(TARGET), rows(bests, TARGET)))
     shown = uri.replace("sqlite:///" + os.getcwd() + "/", "sqlite:///")  # relative when in the launch dir
-    ui = f"open {uri}" if uri.startswith("http") else f"mlflow ui --backend-store-uri {shown}  (then open http://127.0.0.1:5000)"
+    page = runs_view(uri, experiment_id)
+    ui = f"open {page}" if uri.startswith("http") else f"mlflow ui --backend-store-uri {shown}  then open {page}"
     lines += ["", "median final = median over seeds of f - f* (loss where f* is unknown) at the best lr, with its 95% bootstrap",
               "interval; best lr: no divergence, most global minima, lowest median, fewest steps, larger lr (see the report).",
               f"Runs: parent run {parent} in {shown}. Report: python -m harness.report", f"Browse: {ui}"]

@@ -22,7 +22,7 @@ def test_quoted_multirun_as_typed(tmp_path):
     directory, lands in ./mlflow.db: one parent, three nested finished runs with params and curves."""
     p = run_cli("optimizer=adam problem=rosenbrock -m lr=0.001,0.01,0.1".split(), cwd=tmp_path)
     assert p.returncode == 0, p.stderr
-    assert "Sweep done: 3 runs" in p.stdout
+    assert "Sweep done: 3 of 3 runs" in p.stdout
     client, runs = runs_of(f"sqlite:///{tmp_path / 'mlflow.db'}")
     parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
     children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]

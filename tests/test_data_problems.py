@@ -124,5 +124,5 @@ def test_cnn_default_settings_reach_95_percent_within_two_minutes(tmp_path, stor
     r = MlflowClient(store).search_runs([MlflowClient(store).get_experiment_by_name("harness").experiment_id])[0]
     assert r.data.metrics["final_test_accuracy"] >= 0.95
     assert r.data.metrics["wall_time_s"] < 120
-    assert r.data.params["dtype"] == "None"  # the problem's default, float32
+    assert r.data.params["dtype"] == "float32"  # dtype=null, resolved to the problem's default
     assert len(MlflowClient(store).get_metric_history(r.info.run_id, "test_accuracy")) == 21

@@ -46,8 +46,9 @@ def test_report_files_and_attachment(sweep_store):
 
 def test_summary_numbers_equal_the_store(sweep_store):
     d, uri = sweep_store
-    from harness.report import analysis
     from harness.report.data import load
+
+    from harness.report import analysis
 
     sweep = load(uri, "harness")
     summ = analysis.summary(sweep.runs, 1e-6).set_index("optimizer")
@@ -69,8 +70,9 @@ def test_summary_numbers_equal_the_store(sweep_store):
 
 def test_diverged_runs_are_reported_not_dropped(sweep_store):
     d, uri = sweep_store
-    from harness.report import analysis
     from harness.report.data import load
+
+    from harness.report import analysis
 
     sweep = load(uri, "harness")
     gd = sweep.runs[sweep.runs.optimizer == "gd"]
@@ -87,3 +89,75 @@ def test_report_on_empty_store_fails_clearly(tmp_path, capsys):
     assert report_main(["--uri", uri, "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: no experiment 'harness'") and len(err.splitlines()) == 1
+
+
+def frame(rows: list[tuple]):
+    """Runs as the store returns them: (lr, seed, final f - f*, diverged, global or None, steps to 1e-6 or None)."""
+    import pandas as pd
+
+    out = []
+    for lr, seed, final, div, glob, steps in rows:
+        r = {"run_id": f"r{len(out)}", "params.lr": str(lr), "params.seed": str(seed), "params.problem": "p", "params.optimizer": "o",
+             "metrics.final_suboptimality": final, "metrics.final_loss": final, "metrics.diverged": float(div), "tags.f_star": "0.0"}
+        if glob is not None:
+            r["metrics.global_min_reached"] = float(glob)
+        if steps is not None:
+            r["metrics.steps_to_1e-06"] = float(steps)
+        out.append(r)
+    return pd.DataFrame(out)
+
+
+BEST_LR_CASES = [
+    # (why, runs, expected best lr)
+    ("an lr where a seed diverged loses to one where none did",
+     [(0.1, 0, 1e-9, 0, None, None), (0.1, 1, 1e-9, 0, None, None), (0.1, 2, math.inf, 1, None, None),
+      (0.01, 0, 1e-3, 0, None, None), (0.01, 1, 1e-3, 0, None, None), (0.01, 2, 1e-3, 0, None, None)], 0.01),
+    ("when every lr had a divergence, the lowest median wins",
+     [(0.1, 0, 1e-9, 0, None, None), (0.1, 1, math.inf, 1, None, None), (0.1, 2, 1e-9, 0, None, None),
+      (0.01, 0, 1e-3, 0, None, None), (0.01, 1, math.inf, 1, None, None), (0.01, 2, 1e-3, 0, None, None)], 0.1),
+    ("more global minima beat a lower median",
+     [(0.1, 0, 0.0, 0, 1, None), (0.1, 1, 2.0, 0, 0, None), (0.01, 0, 0.5, 0, 0, None), (0.01, 1, 0.5, 0, 0, None)], 0.1),
+    ("solved medians tie, then fewer steps to target",
+     [(0.1, 0, 1e-20, 0, None, 50), (0.1, 1, 1e-30, 0, None, 60), (0.01, 0, 1e-40, 0, None, 300), (0.01, 1, 1e-45, 0, None, 400)], 0.1),
+    ("medians equal to 6 digits tie, then the larger lr",
+     [(0.1, 0, 12.9340121, 0, None, None), (0.01, 0, 12.934012, 0, None, None), (0.001, 0, 12.9340122, 0, None, None)], 0.1),
+]
+
+
+@pytest.mark.parametrize("why,rows,expected", BEST_LR_CASES, ids=[c[0] for c in BEST_LR_CASES])
+def test_best_lr_rule(why, rows, expected):
+    from harness import analysis
+
+    b = analysis.best(analysis.prepare(frame(rows)), 1e-6)
+    assert float(b["best_lr"].iloc[0]) == expected, why
+
+
+def test_bootstrap_interval_is_deterministic_and_covers_the_median():
+    from harness import analysis
+
+    vals, seeds = [3.0, 1.0, 2.0, 5.0, 4.0, 9.0], [5, 0, 1, 2, 3, 4]
+    a = analysis.bootstrap(vals, seeds)
+    assert a == analysis.bootstrap(list(reversed(vals)), list(reversed(seeds)))  # order of runs does not matter
+    assert a[0] <= float(np.median(vals)) <= a[1] and a[0] < a[1]
+    assert all(math.isnan(v) for v in analysis.bootstrap([1.0], [0]))  # one seed: no interval
+
+
+def test_report_against_a_dead_server_fails_fast(capsys):
+    import socket
+    import time
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # nothing listens here once the socket closes
+    t0 = time.perf_counter()
+    assert report_main(["--uri", f"http://127.0.0.1:{port}"]) == 2
+    assert time.perf_counter() - t0 < 10
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "unreachable" in err and len(err.splitlines()) == 1
+
+
+def test_report_against_a_missing_sqlite_file_creates_nothing(tmp_path, capsys):
+    db = tmp_path / "missing.db"
+    assert report_main(["--uri", f"sqlite:///{db}", "--out", str(tmp_path / "reports")]) == 2
+    assert not db.exists() and not (tmp_path / "reports").exists()
+    assert "does not exist" in capsys.readouterr().err

@@ -28,7 +28,7 @@ def table(header: list[str], rows: list[list[str]]) -> str:
 
 def _values(series: pd.Series) -> str:
     """Distinct param values, numbers sorted as numbers."""
-    vals = sorted({str(v) for v in series.dropna()}, key=analysis._sortable)
+    vals = sorted({analysis.canonical(v) for v in series.dropna()}, key=analysis._sortable)
     return ", ".join(vals) if vals else "–"
 
 
@@ -107,6 +107,10 @@ def summary_table(bests: pd.DataFrame, target: float) -> str:
     return table(head, body)
 
 
+def _rate(v: float) -> str:
+    return "–" if math.isnan(v) else f"{v:.6f}"
+
+
 def quadratic_theory(df: pd.DataFrame, prob: str) -> str:
     """GD on the quadratic: predicted rate max(|1 - lr mu|, |1 - lr L|)^2 of f - f* against the measured one."""
     g = df[(df.problem == prob) & (df.problem_name == "quadratic") & (df.optimizer == "gd")]
@@ -116,7 +120,7 @@ def quadratic_theory(df: pd.DataFrame, prob: str) -> str:
     rows = []
     for (cfg, lr), s in g.groupby(["config", "lr"]):
         pred = max(abs(1 - lr * mu), abs(1 - lr * L)) ** 2
-        rows.append([cfg, fmt.lr(lr), f"{pred:.6f}" + (" (unstable)" if pred >= 1 else ""), f"{s['metrics.linear_rate'].median():.6f}", f"{int(s['diverged'].sum())}/{len(s)}"])
+        rows.append([cfg, fmt.lr(lr), f"{pred:.6f}" + (" (unstable)" if pred >= 1 else ""), _rate(s["metrics.linear_rate"].median()), f"{int(s['diverged'].sum())}/{len(s)}"])
     return (f"GD on the quadratic (mu={mu:g}, L={L:g}): stable for lr < 2/L = {2 / L:.4g}; fastest at 2/(L+mu) = {2 / (L + mu):.4g}, "
             f"where f - f* contracts by ((L-mu)/(L+mu))^2 = {((L - mu) / (L + mu)) ** 2:.6f} per step.\n\n"
             + table(["configuration", "lr", "predicted rate of f - f*", "measured (median linear_rate)", "diverged"], rows) + "\n")
@@ -213,17 +217,18 @@ def build(rs: RunSet, out: Path, name: str, target: float) -> Path:
     md += ["## Set-up", "", setup(rs, df)]
     for prob in analysis.problems(df):
         g = df[df.problem == prob]
-        md += [f"## {prob}", "", "### Loss curves at each configuration's best learning rate", "", f"![loss curves on {prob}]({figs['curves', prob]})", "",
-               "### Learning-rate sensitivity", "", f"![lr sensitivity on {prob}]({figs['lr', prob]})", ""]
+        alt = prob.replace("[", "\\[").replace("]", "\\]")
+        md += [f"## {prob}", "", "### Loss curves at each configuration's best learning rate", "", f"![loss curves on {alt}]({figs['curves', prob]})", "",
+               "### Learning-rate sensitivity", "", f"![lr sensitivity on {alt}]({figs['lr', prob]})", ""]
         theory = quadratic_theory(df, prob)
         if theory:
             md += [theory]
         if figs.get(("ecdf", prob)):
-            md += ["### Runtime distribution", "", f"![runtime distribution on {prob}]({figs['ecdf', prob]})", ""]
+            md += ["### Runtime distribution", "", f"![runtime distribution on {alt}]({figs['ecdf', prob]})", ""]
         if figs.get(("minima", prob)):
-            md += ["### Where runs ended", "", f"![outcomes on {prob}]({figs['minima', prob]})", ""]
+            md += ["### Where runs ended", "", f"![outcomes on {alt}]({figs['minima', prob]})", ""]
         if figs.get(("trajectories", prob)):
-            md += ["### Trajectories", "", f"![trajectories on {prob}]({figs['trajectories', prob]})", ""]
+            md += ["### Trajectories", "", f"![trajectories on {alt}]({figs['trajectories', prob]})", ""]
         ok = g[~g["diverged"]]
         fstar = bool(g["has_fstar"].all())
         rows = [[c, fmt.value(s.min(), fstar), fmt.value(s.median(), fstar), fmt.value(s.max(), fstar)]

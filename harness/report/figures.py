@@ -207,7 +207,7 @@ def runtime_distribution(df: pd.DataFrame, bests: pd.DataFrame, prob: str, col: 
         return None
     fig, ax = plt.subplots(figsize=(8, 4.6), layout="constrained")
     handles = []
-    for cfg, (share, lo, hi, levels) in curves.items():
+    for cfg, (share, lo, hi, levels) in curves.items():  # noqa: B007 - levels: the same for every configuration
         c, ls = col[cfg]
         handles.append((ax.step(grid + 1, share, where="post", color=c, ls=ls, lw=1.5)[0], cfg))
         ax.fill_between(grid + 1, lo, hi, step="post", color=c, alpha=0.12, lw=0)

@@ -168,7 +168,7 @@ class BatchSweeper(Sweeper):
             tracker.end(parent, status)
         from harness.summary import sweep_summary
 
-        text = sweep_summary(uri, tracker.experiment_name, parent, time.perf_counter() - t_start, total)
+        text = sweep_summary(uri, tracker.experiment_name, tracker.experiment_id, parent, time.perf_counter() - t_start, total)
         if uri != resolve_uri(None):
             text = text.replace("python -m harness.report", f"python -m harness.report --uri {uri}")
         print(text)

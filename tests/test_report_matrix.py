@@ -1,0 +1,341 @@
+"""A report for every sweep shape users make, each checked against the store.
+
+For each shape: real sweeps through the CLI into a temporary sqlite store, then
+``python -m harness.report``. Every figure must be a valid image that the markdown links, every
+summary-table number must equal what ``MlflowClient.search_runs`` returns (recomputed here, without
+the harness's analysis), the chosen lr must obey the best-lr rule, and the sweep's printed summary
+must show exactly the report's cells.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import matplotlib.image as mpimg
+import numpy as np
+import pytest
+import yaml
+from mlflow import MlflowClient
+
+from harness.report.__main__ import main as report_main
+from tests.conftest import run_cli
+
+SUMMARY_COLS = 9  # the cells the sweep's printed summary shares with the report's table
+
+
+# ---- reading what the report and the CLI printed ---------------------------------------------
+def md_table(md: str, first_header: str) -> tuple[list[str], list[list[str]]]:
+    lines = md.splitlines()
+    i = next(k for k, ln in enumerate(lines) if ln.startswith(f"| {first_header} |"))
+    split = lambda ln: [c.strip().replace("\\|", "|") for c in re.split(r"(?<!\\)\|", ln.strip())[1:-1]]  # noqa: E731
+    rows = []
+    for ln in lines[i + 2 :]:
+        if not ln.startswith("|"):
+            break
+        rows.append(split(ln))
+    return split(lines[i]), rows
+
+
+def printed_table(stdout: str) -> list[list[str]]:
+    lines = stdout.splitlines()
+    i = next(k for k, ln in enumerate(lines) if ln.startswith("problem "))
+    rows = []
+    for ln in lines[i + 1 :]:
+        if not ln.strip():
+            break
+        rows.append(re.split(r"\s{2,}", ln.strip()))
+    return rows
+
+
+WORDS = {"= f*": 0.0, "diverged": math.inf, "never": math.inf, "–": math.nan}
+
+
+def num(cell: str) -> float:
+    cell = cell.split(" (")[0]
+    return WORDS[cell] if cell in WORDS else float(cell.rstrip("%"))
+
+
+def same(cell: str, expected: float, digits: int = 3) -> bool:
+    got = num(cell)
+    if math.isnan(expected) or math.isinf(expected) or expected == 0:
+        return got == expected or (math.isnan(got) and math.isnan(expected))
+    return got == pytest.approx(float(f"{expected:.{digits}g}"), rel=1e-9)
+
+
+# ---- recomputing from the store, independently of harness.analysis ---------------------------
+def value_of(v):
+    def norm(p):
+        if isinstance(p, bool) or p is None:
+            return p
+        if isinstance(p, (int, float)):
+            return float(p)
+        if isinstance(p, list):
+            return [norm(x) for x in p]
+        return p
+
+    if v in ("None", "True", "False"):  # params are str() of Python values
+        return {"None": None, "True": True, "False": False}[v]
+    return norm(yaml.safe_load(v) if isinstance(v, str) else v)
+
+
+def parse_label(label: str) -> tuple[str, dict]:
+    m = re.fullmatch(r"(.+?) \((.*)\)", label)
+    if not m:
+        return label, {}
+    return m.group(1), dict(p.split("=", 1) for p in re.split(r", (?=[\w.]+=)", m.group(2)))
+
+
+def matches(run, problem: str, config: str) -> bool:
+    p = run.data.params
+    pname, pkeys = parse_label(problem)
+    cname, ckeys = parse_label(config)
+    if p["problem"] != pname or p["optimizer"] != cname:
+        return False
+    for k, v in pkeys.items():
+        if value_of(p.get(f"problem.{k}")) != value_of("null" if v == "random" else v):
+            return False
+    for k, v in ckeys.items():
+        key = f"optimizer.{k}" if f"optimizer.{k}" in p else k
+        if value_of(p.get(key)) != value_of(v):
+            return False
+    return True
+
+
+def score(run) -> float:
+    m = run.data.metrics
+    if m.get("diverged"):
+        return math.inf
+    return m["final_suboptimality"] if "final_suboptimality" in m else m["final_loss"]
+
+
+def check_report(d, uri: str, runs: list, report_args: list[str], printed: str | None = None, target: float = 1e-6) -> tuple[str, list[list[str]]]:
+    """Write the report and check its figures and every summary number against ``runs`` (from search_runs)."""
+    out = d / "reports"
+    assert report_main(["--uri", uri, "--out", str(out), "--name", "r", *report_args]) == 0
+    md = (out / "r" / "report.md").read_text()
+    linked = re.findall(r"!\[(?:\\.|[^\]\\])*\]\(([^)]+)\)", md)
+    assert linked, "a report without figures"
+    for name in linked:
+        img = mpimg.imread(out / "r" / name)  # a valid PNG
+        assert img.ndim == 3 and min(img.shape[:2]) > 300, name
+    assert sorted(linked) == sorted(p.name for p in (out / "r").glob("*.png"))
+    assert "1e-300" not in md and not re.search(r"\bnan\b", md.lower())
+    header, rows = md_table(md, "problem")
+    assert header[:SUMMARY_COLS] == ["problem", "configuration", "best lr", "median final", "95% interval", f"steps to {target:.0e}",
+                                     "diverged at best lr", "diverged (all lrs)", "global min (best lr)"]
+    covered = 0
+    for row in rows:
+        problem, config, best_lr = row[0], row[1], float(row[2])
+        mine = [r for r in runs if matches(r, problem, config)]
+        assert mine, (problem, config)
+        covered += len(mine)
+        at = [r for r in mine if float(r.data.params["lr"]) == pytest.approx(best_lr, rel=1e-3)]
+        assert at, (problem, config, best_lr)
+        # rule 1: an lr with a divergence only when every lr had one
+        by_lr: dict[float, list] = {}
+        for r in mine:
+            by_lr.setdefault(float(r.data.params["lr"]), []).append(r)
+        clean = [lr for lr, rs in by_lr.items() if not any(x.data.metrics.get("diverged") for x in rs)]
+        n_div = sum(int(r.data.metrics.get("diverged", 0)) for r in at)
+        if clean:
+            assert n_div == 0, f"{config} on {problem}: best lr {best_lr} has divergences while {clean} had none"
+        assert same(row[3], float(np.median([score(r) for r in at]))), (row, [score(r) for r in at])
+        lo, hi = num(row[4].strip("[]").split(", ")[0]) if row[4] != "–" else math.nan, num(row[4].strip("[]").split(", ")[-1]) if row[4] != "–" else math.nan
+        if not math.isnan(lo):
+            assert lo <= num(row[3]) <= hi or (math.isinf(num(row[3])) and math.isinf(hi))
+        else:
+            assert len(at) == 1
+        fstar = "final_suboptimality" in at[0].data.metrics or any("f_star" in r.data.tags for r in at)
+        col = f"steps_to_{target:.0e}"
+        if fstar:
+            steps = [r.data.metrics.get(col, math.inf) for r in at]
+            assert same(row[5], float(np.median(steps)), digits=12), (row, steps)
+            reached = sum(math.isfinite(s) for s in steps)
+            if 0 < reached < len(at):
+                assert f"({reached}/{len(at)})" in row[5]
+        else:
+            assert row[5] == "–"
+        assert row[6] == f"{n_div}/{len(at)}"
+        assert row[7] == f"{sum(int(r.data.metrics.get('diverged', 0)) for r in mine)}/{len(mine)}"
+        if "global_min_reached" in at[0].data.metrics:
+            assert row[8] == f"{np.mean([r.data.metrics['global_min_reached'] for r in at]):.0%}"
+        else:
+            assert row[8] == "–"
+        extra = dict(zip(header, row))
+        if "test accuracy (median)" in extra:
+            assert extra["test accuracy (median)"] == f"{np.median([r.data.metrics['final_test_accuracy'] for r in at]):.3f}"
+    assert covered == len(runs), "every run belongs to exactly one row"
+    if printed is not None:  # one analysis, two views: the same cells, the same order
+        assert printed_table(printed) == [r[:SUMMARY_COLS] for r in rows]
+    return md, rows
+
+
+def sweep(d, uri: str, args: list[str]) -> str:
+    p = run_cli([f"tracking.uri={uri}", *args], cwd=d)
+    assert p.returncode == 0, p.stderr[-3000:]
+    return p.stdout
+
+
+def children(uri: str, flt: str | None = None) -> list:
+    c = MlflowClient(uri)
+    exp = c.get_experiment_by_name("harness").experiment_id
+    if flt is None:
+        parent = c.search_runs([exp], "tags.`harness.sweep` = 'true'", order_by=["attributes.start_time DESC"], max_results=1)[0]
+        flt = f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'"
+    return [r for r in c.search_runs([exp], flt, max_results=10000) if r.data.tags.get("harness.sweep") != "true" and r.info.status == "FINISHED"]
+
+
+@pytest.fixture
+def where(tmp_path):
+    return tmp_path, f"sqlite:///{tmp_path / 'mlflow.db'}"
+
+
+# ---- the matrix --------------------------------------------------------------------------------
+def test_several_problems_one_never_reaches_the_target(where):
+    d, uri = where
+    out = sweep(d, uri, ["-m", "problem=rastrigin,quadratic", "optimizer=gd", "lr=0.001,0.01", "steps=1000"])
+    md, rows = check_report(d, uri, children(uri), [], out)
+    assert {r[0] for r in rows} == {"rastrigin", "quadratic"}
+    assert [r[5] for r in rows if r[0] == "rastrigin"] == ["never"]
+    md, _ = check_report(d, uri, children(uri), ["--target", "1e-2"], target=1e-2)  # crashed before
+    assert "| steps to 1e-02 |" in md
+
+
+def test_every_run_diverged(where):
+    d, uri = where
+    out = sweep(d, uri, ["problem=quadratic", "optimizer=gd", "steps=50", "-m", "lr=1,2", "seed=0,1"])
+    md, rows = check_report(d, uri, children(uri), [], out)
+    assert rows[0][3] == "diverged" and rows[0][6] == "2/2"
+    assert "every run diverged at every learning rate tried" in md
+
+
+def test_runs_ending_exactly_at_fstar(where):
+    d, uri = where
+    # A = I (no rotation): one GD step with lr = 1 lands exactly on x* = 0
+    out = sweep(d, uri, ["problem=quadratic", "problem.dim=2", "problem.mu=1", "problem.L=1", "problem.rotate=false", "optimizer=gd", "steps=50", "-m", "lr=0.5,1.0", "seed=0,1,2"])
+    runs = children(uri)
+    assert any(r.data.metrics["final_suboptimality"] == 0.0 for r in runs)
+    md, rows = check_report(d, uri, runs, [], out)
+    assert rows[0][2] == "1" and rows[0][3] == "= f*"
+
+
+def test_one_seed_one_lr(where):
+    d, uri = where
+    out = sweep(d, uri, ["problem=rosenbrock", "steps=200", "-m", "optimizer=adam,gd", "lr=0.01"])
+    md, rows = check_report(d, uri, children(uri), [], out)
+    assert len(rows) == 2 and all(r[4] == "–" for r in rows)  # one seed: no interval
+    assert "95% intervals separate" not in md  # no comparison claimed on one seed
+
+
+def test_cnn_test_metrics_and_no_fstar_panels(where):
+    d, uri = where
+    out = sweep(d, uri, ["problem=cnn", "optimizer=momentum", "batch_size=64", "steps=60", "problem.eval_every=20", "-m", "lr=0.05,0.1", "seed=0,1"])
+    md, rows = check_report(d, uri, children(uri), [], out)
+    header, _ = md_table(md, "problem")
+    assert "test accuracy (median)" in header and "test loss (median)" in header
+    assert rows[0][5] == "–" and "ecdf_" not in md and "f - f* <=" not in md.split("## How to read")[0]
+
+
+def test_regressions_have_no_basins_and_no_empty_profile(where):
+    d, uri = where
+    out = sweep(d, uri, ["-m", "problem=logistic_regression,linear_regression", "optimizer=gd,adam", "lr=0.01,0.1", "seed=0,1", "steps=200"])
+    runs = children(uri)
+    assert not any("global_min_reached" in r.data.metrics or "basin" in r.data.tags for r in runs)
+    md, rows = check_report(d, uri, runs, [], out)
+    assert all(r[8] == "–" for r in rows) and "### Where runs ended" not in md
+    from harness import analysis
+    from harness.store import read_runs
+
+    df = analysis.prepare(read_runs(uri, "harness").runs)
+    prof = analysis.performance_profile(df, analysis.best(df, 1e-6), 1e-6, np.array([1.0, 2.0, 8.0]))
+    assert ("profile.png" in md) == bool(prof)
+    assert not prof or any(v.any() for v in prof.values())  # never a profile of zeros
+
+
+def test_swept_optimizer_hyperparameter_is_not_pooled(where):
+    d, uri = where
+    out = sweep(d, uri, ["problem=quadratic", "optimizer=momentum", "-m", "optimizer.momentum=0.5,0.9,0.99", "lr=0.001,0.003,0.01", "seed=range(5)", "steps=1000"])
+    runs = children(uri)
+    assert {r.info.run_name for r in runs if r.data.params["lr"] == "0.01" and r.data.params["seed"] == "4"} == {
+        f"momentum-quadratic-lr=0.01-seed=4-optimizer.momentum={m}" for m in ("0.5", "0.9", "0.99")}
+    assert all(r.data.params["optimizer.lr"] == r.data.params["lr"] for r in runs)
+    md, rows = check_report(d, uri, runs, [], out)
+    assert [r[1] for r in rows if r[1].startswith("momentum")] and len(rows) == 3
+    assert {r[1] for r in rows} == {"momentum (momentum=0.5)", "momentum (momentum=0.9)", "momentum (momentum=0.99)"}
+    setup = md.split("## Set-up")[1].split("## quadratic")[0]
+    assert "momentum=0.5" in setup and "momentum=0.99" in setup
+
+
+def test_swept_problem_parameter_is_not_pooled(where):
+    d, uri = where
+    out = sweep(d, uri, ["problem=rosenbrock", "optimizer=adam", "steps=300", "-m", "problem.grad_noise=0,1.0", "lr=0.001,0.01", "seed=0,1,2"])
+    runs = children(uri)
+    assert any(r.info.run_name.endswith("-problem.grad_noise=1") for r in runs)
+    md, rows = check_report(d, uri, runs, [], out)
+    assert {r[0] for r in rows} == {"rosenbrock (grad_noise=0)", "rosenbrock (grad_noise=1)"}
+
+
+def test_filter_over_two_sweeps_and_single_runs(where):
+    d, uri = where
+    for steps in (300, 500):
+        sweep(d, uri, ["problem=rosenbrock", "optimizer=gd", f"steps={steps}", "-m", "lr=0.001,0.002", "seed=0,1"])
+    for extra in (["problem.x0=[-1.5,2]"], ["optimizer=adam", "lr=0.01"]):
+        p = run_cli([f"tracking.uri={uri}", "problem=rosenbrock", "optimizer=gd", "lr=0.001", "steps=300", *extra], cwd=d)
+        assert p.returncode == 0, p.stderr
+    flt = "params.problem = 'rosenbrock'"
+    runs = children(uri, flt)
+    assert len(runs) == 10
+    md, rows = check_report(d, uri, runs, ["--filter", flt])
+    assert {(r[0], r[1]) for r in rows} == {("rosenbrock (x0=random)", "gd (steps=300)"), ("rosenbrock (x0=random)", "gd (steps=500)"),
+                                            ("rosenbrock (x0=random)", "adam"), ("rosenbrock (x0=[-1.5, 2])", "gd")}
+    setup = md.split("## Set-up")[1]
+    assert "8 runs from 2 sweep(s) and 2 single run(s)" in setup
+    assert setup.count("# sweep ") == 2 and setup.count("# single run") == 2
+    assert "steps=300" in setup and "steps=500" in setup and "x0=[-1.5, 2]" in setup
+    assert "| steps (max) | 300, 500 |" in setup  # numbers sorted as numbers
+
+
+def test_local_minima_ties_summary_equals_report(where):
+    """Medians tie at local-minimum values here; the printed summary and the report still agree cell for cell."""
+    d, uri = where
+    out = sweep(d, uri, ["-m", "problem=double_well,six_hump_camel", "optimizer=gd,momentum,adam", "lr=0.001,0.01,0.1", "seed=range(8)", "steps=500"])
+    runs = children(uri)
+    medians = {}
+    for r in runs:
+        medians.setdefault((r.data.params["problem"], r.data.params["optimizer"], r.data.params["lr"]), []).append(score(r))
+    rounded = [f"{np.median(v):.5e}" for v in medians.values()]
+    assert len(rounded) > len(set(rounded)), "the sweep must contain tied medians"
+    md, rows = check_report(d, uri, runs, [], out)
+    assert "global minimum from" in md and "### Where runs ended" in md
+
+
+def test_stopped_sweep_is_reported_as_partial(where):
+    d, uri = where
+    args = [sys.executable, "-m", "harness", f"tracking.uri={uri}", "-m", "problem=rosenbrock,himmelblau,rastrigin,six_hump_camel,styblinski_tang,quadratic",
+            "optimizer=gd", "lr=0.001,0.002", "steps=30000"]
+    p = subprocess.Popen(args, cwd=d, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 240
+    for line in p.stdout:
+        if "runs]" in line or time.time() > deadline:
+            break
+    p.send_signal(signal.SIGINT)
+    p.communicate(timeout=120)
+    runs = children(uri)
+    assert 0 < len(runs) < 12
+    md, _ = check_report(d, uri, runs, [])
+    assert f"Partial sweep: {len(runs)} of 12 runs finished" in md
+
+
+def test_twenty_configurations_stay_readable(where):
+    d, uri = where
+    out = sweep(d, uri, ["problem=quadratic", "optimizer=momentum", "steps=200", "-m", "optimizer.momentum=0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,0.95",
+                         "optimizer.dampening=0,0.5", "lr=0.001,0.01"])
+    md, rows = check_report(d, uri, children(uri), [], out)
+    assert len(rows) == 20 and len({r[1] for r in rows}) == 20
+    assert all(len(r[1]) <= 45 for r in rows)
+
