@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import multiprocessing as mp
 import os
+import threading
 import time
 from pathlib import Path
 
@@ -186,12 +187,29 @@ def render(rs: RunSet, df: pd.DataFrame, bests: pd.DataFrame, target: float, out
             jobs.append((("minima", prob), figures.outcomes, (shares, prob, order, out, prob)))
     _JOBS[:] = jobs
     try:
-        if len(jobs) > 2 and "fork" in mp.get_all_start_methods():
-            with mp.get_context("fork").Pool(2) as pool:
-                return dict(pool.map(_draw, range(len(jobs))))
+        if len(jobs) > 2 and _single_threaded():
+            from concurrent.futures import ProcessPoolExecutor
+            from concurrent.futures.process import BrokenProcessPool
+
+            try:
+                with ProcessPoolExecutor(2, mp_context=mp.get_context("fork")) as pool:
+                    return dict(pool.map(_draw, range(len(jobs))))
+            except BrokenProcessPool:  # a worker died: draw here instead
+                pass
         return dict(_draw(i) for i in range(len(jobs)))
     finally:
         _JOBS.clear()
+
+
+def _single_threaded() -> bool:
+    """Forking is safe only without other threads (a lock held at fork time, e.g. OpenMP's, hangs the
+    child), native ones included: Linux lists them in /proc/self/task."""
+    if "fork" not in mp.get_all_start_methods() or threading.active_count() > 1:
+        return False
+    try:
+        return len(os.listdir("/proc/self/task")) == 1
+    except OSError:
+        return False
 
 
 def build(rs: RunSet, out: Path, name: str, target: float) -> Path:

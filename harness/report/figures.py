@@ -41,9 +41,14 @@ def _save(fig, path: Path) -> str:
 
 
 def _legend_below(fig, handles, labels) -> None:
-    if handles:
-        ncol = max(1, min(4 if max(map(len, labels)) < 40 else 2, len(labels)))
-        fig.legend(handles, labels, loc="outside lower center", ncol=ncol, fontsize=8, frameon=False)
+    """Legend under the axes, in as many columns as fit the figure's width; the figure grows to hold its rows."""
+    if not handles:
+        return
+    width_pt = fig.get_figwidth() * 72
+    ncol = int(max(1, min(len(labels), width_pt // (max(map(len, labels)) * 5.2 + 50))))
+    rows = math.ceil(len(labels) / ncol)
+    fig.set_figheight(fig.get_figheight() + 0.15 * rows)
+    fig.legend(handles, labels, loc="outside lower center", ncol=ncol, fontsize=8, frameon=False)
 
 
 def _floor(values) -> float:
@@ -133,7 +138,7 @@ def lr_sensitivity(df: pd.DataFrame, prob: str, target: float, col: dict, order:
     known, median steps to target vs lr. On the quadratic, GD's stability edge 2/L and optimal step."""
     g = df[df.problem == prob]
     fstar = bool(g["has_fstar"].all())
-    fig, axes = plt.subplots(1, 2 if fstar else 1, figsize=(12 if fstar else 7, 4.6), layout="constrained", squeeze=False)
+    fig, axes = plt.subplots(1, 2 if fstar else 1, figsize=(12 if fstar else 7, 4.6), layout="constrained", squeeze=False, sharex=True)
     a, b = axes[0][0], (axes[0][1] if fstar else None)
     ok = g[~g["diverged"] & np.isfinite(g["final"])]
     positive = bool((ok["final"] > 0).all()) and len(ok) > 0
@@ -240,9 +245,9 @@ def outcomes(shares: pd.DataFrame, prob: str, order: list[str], out: Path, name:
             bottom += g[c].to_numpy()
         ax.set_xticks(x, [f"{v:.0e}" for v in g["lr"]], rotation=90, fontsize=7)
         ax.set_title(cfg, fontsize=8)
+        ax.set_xlabel("learning rate", fontsize=8)
     for row in axes:
         row[0].set_ylabel("share of runs")
-    fig.supxlabel("learning rate", fontsize=9)
     fig.suptitle(f"{name}: where runs ended")
     h, lb = axes[0][0].get_legend_handles_labels()
     _legend_below(fig, h, lb)
