@@ -327,8 +327,9 @@ def findings(df: pd.DataFrame, bests: pd.DataFrame, target: float) -> list[str]:
         elif lead.fstar:
             lines.append(f"On {prob}, no configuration reached f - f* <= {target:.0e} in most seeds at its best lr; "
                          f"the best median final value was {value(lead.median, True)} ({who}).")
-        behind, tied = [], []
+        behind, tied, names = [], [], []
         for r in s.iloc[1:].itertuples():
+            before = len(behind)
             if lead.fstar and math.isfinite(lead.steps) and separated(lead.steps_hi, r.steps_lo):
                 ratio = f"{r.steps / max(lead.steps, 1):.1f}x sooner" if math.isfinite(r.steps) else "where it did not"
                 behind.append(f"{lead.config} reached {target:.0e} {ratio} than {r.config} "
@@ -339,8 +340,10 @@ def findings(df: pd.DataFrame, bests: pd.DataFrame, target: float) -> list[str]:
                 behind.append(f"{lead.config} reached a global minimum more often than {r.config} ({share(lead.global_share)} vs {share(r.global_share)}; 95% intervals separate)")
             else:
                 tied.append(r.config)
+            if len(behind) > before:
+                names.append(r.config)
         if len(behind) > 4:
-            behind = behind[:3] + [f"it was also ahead of {len(behind) - 3} more configurations"]
+            behind = behind[:3] + [f"{lead.config} was also clearly ahead of {', '.join(names[3:])} (95% intervals separate)"]
         lines += [f"On {prob}, {b}." for b in behind]
         if tied:
             n = int(s["seeds"].min())

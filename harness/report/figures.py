@@ -102,6 +102,7 @@ def loss_curves(rs: RunSet, df: pd.DataFrame, bests: pd.DataFrame, prob: str, co
     at_fstar = fstar and bool((allv <= 0).any())
     done = set()
     handles = []
+    alpha = 0.15 if len(labels) <= 4 else 0.06  # many overlapping bands would hide the medians
     for cfg, k, x, t, med, q1, q3, n in series:
         c, ls = col[cfg]
         if k == key and log_y:
@@ -110,7 +111,7 @@ def loss_curves(rs: RunSet, df: pd.DataFrame, bests: pd.DataFrame, prob: str, co
         for ax, xx in targets:
             h = ax.plot(xx, med, color=c, ls=ls, lw=1.5)[0]
             if n > 1:
-                ax.fill_between(xx, q1, q3, color=c, alpha=0.15, lw=0)
+                ax.fill_between(xx, q1, q3, color=c, alpha=alpha, lw=0)
             if cfg not in done:
                 done.add(cfg)
                 handles.append((h, labels[cfg]))
@@ -155,7 +156,7 @@ def lr_sensitivity(df: pd.DataFrame, prob: str, target: float, col: dict, order:
         a.scatter(good["lr"], y, s=9, color=c, alpha=0.35, lw=0)
         med = gc.groupby("lr")["score"].median().replace(math.inf, np.nan)
         if med.notna().any():
-            handles.append((a.plot(med.index, med.where(med > 0, floor) if log_y else med, marker="o", ms=3, color=c, ls=ls)[0], cfg))
+            handles.append((a.plot(med.index, med.mask(med <= 0, floor) if log_y else med, marker="o", ms=3, color=c, ls=ls)[0], cfg))
         else:
             handles.append((a.plot([], [], marker="o", ms=3, color=c, ls=ls)[0], cfg))
         bad = gc[gc["diverged"]]
