@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import yaml
 from mlflow import MlflowClient
 
 from harness.job import results, run_batch
@@ -48,6 +49,11 @@ def test_quoted_multirun_as_typed(tmp_path):
         assert sub[2000] == pytest.approx(m["final_suboptimality"], rel=1e-12)
         arts = {a.path for a in client.list_artifacts(r.info.run_id)}
         assert {"config.yaml", "trajectory.csv"} <= arts
+        cfg = yaml.safe_load(open(client.download_artifacts(r.info.run_id, "config.yaml", str(tmp_path))).read())
+        assert cfg["optimizer"]["lr"] == cfg["lr"] == float(prm["lr"]) and cfg["dtype"] == "float64"
+    exp = client.get_experiment_by_name("harness")
+    assert exp.tags["mlflow.experimentKind"] == "custom_model_development"  # the model-training view
+    assert f"http://127.0.0.1:5000/#/experiments/{exp.experiment_id}/runs" in p.stdout
 
 
 def test_logged_curves_equal_the_computation_and_short_runs_log_every_step(tmp_path, store):
