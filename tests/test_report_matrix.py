@@ -167,6 +167,12 @@ def check_report(d, uri: str, runs: list, report_args: list[str], printed: str |
         else:
             assert row[8] == "–"
         extra = dict(zip(header, row))
+        steps_ci = extra[f"95% interval (steps to {target:.0e})"]
+        if steps_ci != "–":  # the interval brackets the median steps
+            slo, shi = (num(v) for v in steps_ci.strip("[]").split(", "))
+            assert slo <= num(row[5]) <= shi
+        else:
+            assert not fstar or len(at) == 1
         if "test accuracy (median)" in extra:
             assert extra["test accuracy (median)"] == f"{np.median([r.data.metrics['final_test_accuracy'] for r in at]):.3f}"
     assert covered == len(runs), "every run belongs to exactly one row"

@@ -96,13 +96,14 @@ def setup(rs: RunSet, df: pd.DataFrame) -> str:
 
 
 def summary_table(bests: pd.DataFrame, target: float) -> str:
-    head = summary.columns(target) + ["IQR", f"robustness (decades within {analysis.FACTOR:g}x)"]
+    head = summary.columns(target) + [f"95% interval (steps to {target:.0e})", "IQR", f"robustness (decades within {analysis.FACTOR:g}x)"]
     extra = [c for c in ("test_accuracy", "test_loss") if c in bests and bests[c].notna().any()]
     head += [f"{c.replace('_', ' ')} (median)" for c in extra]
     body = []
     for cells, r in zip(summary.rows(bests, target), bests.itertuples()):
         iqr = f"{fmt.value(r.q25, r.fstar)} – {fmt.value(r.q75, r.fstar)}" if r.seeds > 1 else "–"
-        cells = cells + [iqr, f"{r.robust_decades:.1f}" if r.lrs > 1 else "–"]
+        steps_ci = fmt.interval(r.steps_lo, r.steps_hi, fmt.steps) if r.fstar else "–"
+        cells = cells + [steps_ci, iqr, f"{r.robust_decades:.1f}" if r.lrs > 1 else "–"]
         cells += [(f"{getattr(r, c):.3f}" if not math.isnan(getattr(r, c)) else "–") for c in extra]
         body.append(cells)
     return table(head, body)
