@@ -40,9 +40,10 @@ def resolve_uri(configured: str | None) -> str:
 
 
 def runs_view(uri: str, experiment_id: str) -> str:
-    """The MLflow UI page listing an experiment's runs (model-training view), for a local ``mlflow ui``."""
+    """The MLflow UI page of an experiment's runs in the model-training view, for a local ``mlflow ui``
+    (MLflow 3.17 opens experiments in its GenAI view otherwise, and remembers the choice per browser)."""
     base = uri.rstrip("/") if uri.startswith("http") else "http://127.0.0.1:5000"
-    return f"{base}/#/experiments/{experiment_id}/runs"
+    return f"{base}/#/experiments/{experiment_id}?workflowType=machine_learning"
 
 
 def experiment_name(configured: str) -> str:

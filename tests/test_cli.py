@@ -53,7 +53,7 @@ def test_quoted_multirun_as_typed(tmp_path):
         assert cfg["optimizer"]["lr"] == cfg["lr"] == float(prm["lr"]) and cfg["dtype"] == "float64"
     exp = client.get_experiment_by_name("harness")
     assert exp.tags["mlflow.experimentKind"] == "custom_model_development"  # the model-training view
-    assert f"http://127.0.0.1:5000/#/experiments/{exp.experiment_id}/runs" in p.stdout
+    assert f"http://127.0.0.1:5000/#/experiments/{exp.experiment_id}?workflowType=machine_learning" in p.stdout
 
 
 def test_logged_curves_equal_the_computation_and_short_runs_log_every_step(tmp_path, store):
