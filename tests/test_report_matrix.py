@@ -10,6 +10,7 @@ must show exactly the report's cells.
 from __future__ import annotations
 
 import math
+import os
 import re
 import signal
 import subprocess
@@ -323,8 +324,9 @@ def test_local_minima_ties_summary_equals_report(where):
 def test_stopped_sweep_is_reported_as_partial(where):
     d, uri = where
     args = [sys.executable, "-m", "harness", f"tracking.uri={uri}", "-m", "problem=rosenbrock,himmelblau,rastrigin,six_hump_camel,styblinski_tang,quadratic",
-            "optimizer=gd", "lr=0.001,0.002", "steps=30000"]
-    p = subprocess.Popen(args, cwd=d, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            "optimizer=gd", "lr=0.001,0.002", "steps=50000"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")} | {"PYTHONUNBUFFERED": "1"}  # progress lines as they happen
+    p = subprocess.Popen(args, cwd=d, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     deadline = time.time() + 240
     for line in p.stdout:
         if "runs]" in line or time.time() > deadline:
