@@ -46,4 +46,8 @@ if __name__ == "__main__":
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
-    main()
+    try:
+        main()
+    except KeyboardInterrupt:  # a single run writes its run only once it has finished
+        print("interrupted: nothing was stored", file=sys.stderr)
+        sys.exit(130)

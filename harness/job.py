@@ -15,7 +15,7 @@ from omegaconf import DictConfig
 from harness import runner
 from harness.plan import Batch, effective_lr, plan
 from harness.stats import member_stats
-from harness.store import RunRecord, Tracker, check_reachable, experiment_name, resolve_uri, sample_steps
+from harness.store import CONFIG_HASH, RunRecord, Tracker, check_reachable, experiment_name, resolve_uri, sample_steps
 
 log = logging.getLogger("harness")
 _Dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
@@ -118,6 +118,8 @@ def results(batch: Batch, res: runner.BatchResult, swept: list[str] | None = Non
         tags = {"problem": c["problem"]["name"], "optimizer": c["optimizer"]["name"], "stop_reason": res.reason[i]}
         if batch.problem.f_star is not None:
             tags["f_star"] = repr(float(batch.problem.f_star))
+        if batch.hashes:
+            tags[CONFIG_HASH] = batch.hashes[i]
         if len(batch.problem.minima) > 1:  # a landscape with several minima: which one did the run end in?
             m = minima[i]
             tags["basin"] = m.name if m else "none"

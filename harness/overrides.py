@@ -46,7 +46,7 @@ def preflight(args: list[str]) -> None:
                 choice[key] = values[0]
     for o in parsed:
         key = o.key_or_group
-        if o.is_add() or o.is_force_add() or o.is_delete() or key.startswith("hydra.") or key in GROUPS:
+        if o.is_add() or o.is_force_add() or o.is_delete() or key.startswith(("hydra.", "hydra/")) or key in GROUPS:
             continue
         head, _, rest = key.partition(".")
         if head not in TOP_KEYS or head == "members":

@@ -24,7 +24,7 @@ from optimizers.base import ConfigError, Optimizer
 TOP_KEYS = ["problem", "optimizer", "lr", "steps", "seed", "dtype", "batch_size", "stop", "stats", "tracking", "members"]
 STOP_KEYS = ["grad_tol", "x_tol", "target_loss", "divergence_factor"]
 STATS_KEYS = ["targets", "basin_tol"]
-TRACKING_KEYS = ["uri", "experiment", "parent_run_id", "swept"]
+TRACKING_KEYS = ["uri", "experiment", "parent_run_id", "swept", "resume"]
 DTYPES = {"float64": torch.float64, "float32": torch.float32}
 META_KEYS = ("_target_", "name")  # problem / optimizer keys that are not constructor arguments
 
@@ -43,6 +43,16 @@ class Batch:
     torch_kwargs: dict
     rules: StopRules
     dtype: torch.dtype
+    hashes: list[str] | None = None  # config_hash of each member, as composed (tagged on its run)
+
+
+def config_hash(c: Cfg) -> str:
+    """A stable identity of a member's resolved configuration (everything but where it is tracked):
+    the same command gives the same hashes, so a rerun can tell which members are already stored."""
+    import hashlib
+
+    body = {k: v for k, v in c.items() if k not in ("tracking", "members")}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()[:20]
 
 
 def is_number(v: Any) -> bool:
@@ -153,6 +163,7 @@ def _check_signature(group: str, fn, kwargs: dict, internal=("seeds", "dtype", "
 
 def build_batch(members: list[Cfg]) -> Batch:
     """Validate members that share their structure and build the problem and optimizer for them."""
+    hashes = [config_hash(c) for c in members]
     first = members[0]
     validate_common(first)
     for c in members[1:]:  # members of a batch differ only in lr, seed and optimizer numbers
@@ -189,7 +200,7 @@ def build_batch(members: list[Cfg]) -> Batch:
             target([torch.zeros(1, dtype=dtype, requires_grad=True)], **kw)
         except (ValueError, TypeError) as e:
             raise ConfigError(f"optimizer ({first['optimizer']['_target_']}): {str(e).splitlines()[0]}") from None
-        return Batch(members, problem, None, target, kw, rules, dtype)
+        return Batch(members, problem, None, target, kw, rules, dtype, hashes)
 
     if not callable(target):
         raise ConfigError(f"optimizer._target_={first['optimizer']['_target_']!r} is not allowed; allowed: an optimizer factory or a torch.optim.Optimizer class")
@@ -200,7 +211,7 @@ def build_batch(members: list[Cfg]) -> Batch:
     per_member["lr"] = [float(effective_lr(c)) for c in members]
     _check_signature("optimizer", target, per_member)
     opt = target(**per_member, batch=len(members), dtype=dtype)
-    return Batch(members, problem, opt, None, {}, rules, dtype)
+    return Batch(members, problem, opt, None, {}, rules, dtype, hashes)
 
 
 def structure_key(c: Cfg) -> str:

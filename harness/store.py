@@ -25,6 +25,8 @@ MAX_POINTS = 1000
 SAMPLE_POINTS = 500
 PARENT_TAG = "mlflow.parentRunId"
 EXPERIMENT_KIND = "mlflow.experimentKind"
+CONFIG_HASH = "harness.config_hash"  # on every member run: its resolved configuration (plan.config_hash)
+SWEEP_HASH = "harness.sweep_hash"  # on a sweep's parent run: the set of its members' hashes
 
 
 def resolve_uri(configured: str | None) -> str:
@@ -155,6 +157,28 @@ class Tracker:
 
     def end(self, run_id: str, status: str = "FINISHED") -> None:
         self.client.set_terminated(run_id, status)
+
+    def find_sweep(self, sweep_hash: str) -> str | None:
+        """The latest parent run of a sweep with these members (any status), or None."""
+        runs = self.client.search_runs([self.experiment_id], f"tags.`{SWEEP_HASH}` = '{sweep_hash}'", order_by=["attributes.start_time DESC"], max_results=1)
+        return runs[0].info.run_id if runs else None
+
+    def stored_hashes(self, parent: str) -> set[str]:
+        """Config hashes of the finished member runs under ``parent``."""
+        if self.sql_store is not None:
+            with self.sql_store.ManagedSessionMaker() as session:
+                rows = session.connection().exec_driver_sql(
+                    "SELECT h.value FROM tags p JOIN tags h ON h.run_uuid = p.run_uuid JOIN runs r ON r.run_uuid = p.run_uuid "
+                    f"WHERE p.key = '{PARENT_TAG}' AND p.value = '{parent}' AND h.key = '{CONFIG_HASH}' "
+                    "AND r.status = 'FINISHED' AND r.lifecycle_stage = 'active'"
+                ).fetchall()
+            return {r[0] for r in rows}
+        flt = f"tags.`{PARENT_TAG}` = '{parent}' AND attributes.status = 'FINISHED'"
+        return {r.data.tags[CONFIG_HASH] for r in _all_pages(self.client, self.experiment_id, flt) if CONFIG_HASH in r.data.tags}
+
+    def reopen(self, run_id: str) -> None:
+        """Mark a sweep's parent run RUNNING again, to continue it."""
+        self.client.update_run(run_id, status="RUNNING")
 
     def log_runs(self, records: list[RunRecord], parent_run_id: str | None) -> list[str]:
         """Write finished runs, nested under ``parent_run_id`` when given; returns their ids."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -33,6 +34,12 @@ def run_cli(args: list[str], cwd: Path, env: dict | None = None, timeout: float 
     return subprocess.run(
         [sys.executable, "-m", "harness", *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout
     )
+
+
+def terminal_sigint() -> None:
+    """For a child that will get Ctrl-C: a shell starts background jobs with SIGINT ignored, and
+    children inherit that; a terminal's foreground process has the default disposition."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 @pytest.fixture

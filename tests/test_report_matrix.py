@@ -24,7 +24,7 @@ import yaml
 from mlflow import MlflowClient
 
 from harness.report.__main__ import main as report_main
-from tests.conftest import run_cli
+from tests.conftest import run_cli, terminal_sigint
 
 SUMMARY_COLS = 9  # the cells the sweep's printed summary shares with the report's table
 
@@ -326,7 +326,7 @@ def test_stopped_sweep_is_reported_as_partial(where):
     args = [sys.executable, "-m", "harness", f"tracking.uri={uri}", "-m", "problem=rosenbrock,himmelblau,rastrigin,six_hump_camel,styblinski_tang,quadratic",
             "optimizer=gd", "lr=0.001,0.002", "steps=50000"]
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")} | {"PYTHONUNBUFFERED": "1"}  # progress lines as they happen
-    p = subprocess.Popen(args, cwd=d, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    p = subprocess.Popen(args, cwd=d, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, preexec_fn=terminal_sigint)
     deadline = time.time() + 240
     for line in p.stdout:
         if "runs]" in line or time.time() > deadline:

@@ -15,8 +15,11 @@ sweep's parent run is created here, in the launching process.
 
 
 
+import hashlib
 import logging
 import math
+import os
+import signal
 import sys
 import time
 from collections import defaultdict
@@ -119,13 +122,16 @@ class BatchSweeper(Sweeper):
     # 2. validate everything, then run group by group ----------------------------------
     def sweep(self, arguments: list[str]) -> Any:
         from harness.plan import plan
-        from harness.store import Tracker, check_reachable, experiment_name, resolve_uri
+        from harness.store import SWEEP_HASH, Tracker, check_reachable, experiment_name, resolve_uri
         from optimizers.base import ConfigError
 
+        signal.signal(signal.SIGTERM, _terminate)  # a scheduler's time limit ends the sweep like Ctrl-C
         t_start = time.perf_counter()
         uri = resolve_uri(self.config.tracking.uri)
+        shown = uri.replace("sqlite:///" + os.getcwd() + "/", "sqlite:///")
         groups = self.groups(arguments)
         total = sum(len(m) for _, m in groups)
+        hashes: dict[tuple, str] = {}  # (common, member) overrides -> the member's config hash
         try:
             for common, members in groups:
                 cfg = self.hydra_context.config_loader.load_sweep_config(
@@ -133,18 +139,39 @@ class BatchSweeper(Sweeper):
                 )
                 with open_dict(cfg):
                     del cfg["hydra"]
-                plan(cfg)
+                for b, ovs in zip(*plan(cfg)):
+                    hashes.update({(tuple(common), tuple(ov)): h for ov, h in zip(ovs, b.hashes)})
             check_reachable(uri)
             tracker = Tracker(uri, experiment_name(self.config.tracking.experiment))
         except ConfigError as e:
             print(f"error: {e}", file=sys.stderr)
             sys.exit(2)
+        except Exception as e:
+            if _interrupted(e):  # Ctrl-C inside composition can surface as a secondary error
+                _stop("interrupted while validating: nothing was stored")
+            raise
+        except KeyboardInterrupt:
+            _stop("interrupted while validating: nothing was stored")
         log.info(f"Sweep: {total} runs in {len(groups)} batched job(s); validated in {time.perf_counter() - t_start:.1f} s")
 
-        name = f"sweep {time.strftime('%Y-%m-%d %H:%M:%S')} ({total} runs)"
-        from harness.provenance import tags as provenance
+        sweep_hash = hashlib.sha256("\n".join(sorted(hashes.values())).encode()).hexdigest()[:20]
+        parent = tracker.find_sweep(sweep_hash) if self.config.tracking.get("resume", True) else None
+        if parent is not None:  # the same sweep ran before: run only the members not stored yet
+            stored = tracker.stored_hashes(parent)
+            groups = [(c, [m for m in ms if hashes[(tuple(c), tuple(m))] not in stored]) for c, ms in groups]
+            groups = [(c, ms) for c, ms in groups if ms]
+            if not groups:
+                print(f"Sweep already complete: all {total} runs are stored under parent run {parent} in {shown}; nothing to run "
+                      "(tracking.resume=false starts a fresh sweep).")
+                return []
+            tracker.reopen(parent)
+            log.info(f"Resuming sweep {parent}: {len(stored)} of {total} runs already stored, running the other {total - len(stored)}")
+        else:
+            from harness.provenance import tags as provenance
 
-        parent = tracker.start_parent(name, {"harness.sweep": "true", "harness.runs": str(total), **provenance()})
+            name = f"sweep {time.strftime('%Y-%m-%d %H:%M:%S')} ({total} runs)"
+            parent = tracker.start_parent(name, {"harness.sweep": "true", "harness.runs": str(total), SWEEP_HASH: sweep_hash, **provenance()})
+        todo = sum(len(m) for _, m in groups)
         extra = [f"tracking.uri={_quote(uri)}", f"tracking.parent_run_id={parent}", "tracking.swept=[" + ",".join(_quote(k) for k in self.swept) + "]"]
         status, results = "FAILED", []
         try:
@@ -157,15 +184,21 @@ class BatchSweeper(Sweeper):
                     results.extend(r.return_value)  # raises if the job failed
                 done += sum(len(m) for _, m in chunk)
                 el = time.perf_counter() - t0
-                eta = el / done * (total - done)
+                eta = el / done * (todo - done)
                 div = sum(int(r.get("diverged", 0)) for r in results)
-                log.info(f"[{done}/{total} runs] {min(i + len(chunk), len(groups))}/{len(groups)} jobs, {div} diverged, {el:.1f} s elapsed, ETA {eta:.1f} s")
+                log.info(f"[{done}/{todo} runs] {min(i + len(chunk), len(groups))}/{len(groups)} jobs, {div} diverged, {el:.1f} s elapsed, ETA {eta:.1f} s")
             status = "FINISHED"
         except KeyboardInterrupt:
             status = "KILLED"
-            raise
+        except Exception as e:
+            if not _interrupted(e):
+                raise
+            status = "KILLED"
         finally:
             tracker.end(parent, status)
+        if status == "KILLED":
+            n = len(tracker.stored_hashes(parent))
+            _stop(f"interrupted: {n} of {total} runs are stored under sweep {parent} in {shown}; run the same command again to resume")
         from harness.summary import sweep_summary
 
         text = sweep_summary(uri, tracker.experiment_name, tracker.experiment_id, parent, time.perf_counter() - t_start, total)
@@ -173,3 +206,28 @@ class BatchSweeper(Sweeper):
             text = text.replace("python -m harness.report", f"python -m harness.report --uri {uri}")
         print(text)
         return results
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, handled as Ctrl-C."""
+
+
+def _terminate(signum, frame):
+    raise Terminated()
+
+
+def _interrupted(e: BaseException) -> bool:
+    """Whether ``e`` is, or was raised while handling, a Ctrl-C or SIGTERM."""
+    seen = set()
+    while e is not None and id(e) not in seen:
+        if isinstance(e, KeyboardInterrupt):
+            return True
+        seen.add(id(e))
+        e = e.__cause__ or e.__context__
+    return False
+
+
+def _stop(line: str) -> None:
+    """End the process after an interrupt: one line, exit code 130, no traceback."""
+    print(line, file=sys.stderr)
+    sys.exit(130)

@@ -1,0 +1,110 @@
+"""Sweeps that survive: kill -9, Ctrl-C or SIGTERM mid-sweep, then the same command continues the sweep.
+
+Each case interrupts a real sweep after its first batch group is stored, reruns the same command, and
+compares the result with an uninterrupted sweep of the same command: the same members (by config
+hash), no duplicates, one parent run that ends FINISHED, and identical curves.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from mlflow import MlflowClient
+
+from tests.conftest import run_cli, terminal_sigint
+
+SWEEP = ["-m", "problem=rosenbrock,himmelblau,rastrigin,quadratic", "optimizer=gd", "lr=0.001,0.002", "steps=20000"]
+TOTAL = 8
+
+
+def members(uri: str) -> tuple[list, list]:
+    """(parent runs, member runs) in the store."""
+    c = MlflowClient(uri)
+    runs = c.search_runs([c.get_experiment_by_name("harness").experiment_id], max_results=1000)
+    return [r for r in runs if r.data.tags.get("harness.sweep") == "true"], [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+
+
+def curves(uri: str) -> dict[str, list[float]]:
+    """Loss curve of every member, keyed by its config hash."""
+    c = MlflowClient(uri)
+    _, kids = members(uri)
+    return {r.data.tags["harness.config_hash"]: [m.value for m in sorted(c.get_metric_history(r.info.run_id, "loss"), key=lambda m: m.step)] for r in kids}
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    d = tmp_path_factory.mktemp("reference")
+    uri = f"sqlite:///{d / 'mlflow.db'}"
+    p = run_cli([f"tracking.uri={uri}", *SWEEP], cwd=d)
+    assert p.returncode == 0, p.stderr
+    return curves(uri)
+
+
+def interrupt(d, uri: str, how: str) -> subprocess.CompletedProcess:
+    """Start the sweep, wait until its first group is stored, then stop it ``how``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")} | {"PYTHONUNBUFFERED": "1"}
+    p = subprocess.Popen([sys.executable, "-m", "harness", f"tracking.uri={uri}", *SWEEP], cwd=d, env=env,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=terminal_sigint)
+    for line in p.stdout:
+        if "runs]" in line:
+            break
+    p.send_signal({"kill -9": signal.SIGKILL, "Ctrl-C": signal.SIGINT, "SIGTERM": signal.SIGTERM}[how])
+    out, err = p.communicate(timeout=120)
+    return subprocess.CompletedProcess(p.args, p.returncode, out, err)
+
+
+@pytest.mark.parametrize("how", ["kill -9", "Ctrl-C", "SIGTERM"])
+def test_interrupted_sweep_resumes_to_the_uninterrupted_result(tmp_path, reference, how):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    p = interrupt(tmp_path, uri, how)
+    parents, kids = members(uri)
+    assert len(parents) == 1 and 0 < len(kids) < TOTAL
+    assert all(r.info.status == "FINISHED" for r in kids)  # a member is stored whole or not at all
+    if how == "kill -9":
+        assert p.returncode == -9 and parents[0].info.status == "RUNNING"
+    else:
+        assert p.returncode == 130 and parents[0].info.status == "KILLED"
+        line = p.stderr.strip()
+        assert len(line.splitlines()) == 1 and "Traceback" not in p.stderr
+        assert line == (f"interrupted: {len(kids)} of {TOTAL} runs are stored under sweep {parents[0].info.run_id} in sqlite:///mlflow.db; "
+                        "run the same command again to resume")
+
+    again = run_cli([f"tracking.uri={uri}", *SWEEP], cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert f"Resuming sweep {parents[0].info.run_id}: {len(kids)} of {TOTAL} runs already stored" in again.stdout
+    parents2, kids2 = members(uri)
+    assert [r.info.run_id for r in parents2] == [parents[0].info.run_id] and parents2[0].info.status == "FINISHED"
+    assert len(kids2) == TOTAL and {r.data.tags["mlflow.parentRunId"] for r in kids2} == {parents[0].info.run_id}
+    assert curves(uri) == reference  # the same members, no duplicates, the same curves
+
+    if how == "kill -9":  # a finished sweep run again does nothing, in one line
+        done = run_cli([f"tracking.uri={uri}", *SWEEP], cwd=tmp_path)
+        assert done.returncode == 0 and f"Sweep already complete: all {TOTAL} runs are stored" in done.stdout
+        assert len(members(uri)[1]) == TOTAL
+        fresh = run_cli([f"tracking.uri={uri}", "tracking.resume=false", *SWEEP], cwd=tmp_path)
+        assert fresh.returncode == 0 and len(members(uri)[0]) == 2 and len(members(uri)[1]) == 2 * TOTAL
+
+
+def test_interrupt_while_validating_stores_nothing(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    p = subprocess.Popen([sys.executable, "-m", "harness", "tracking.uri=sqlite:///" + str(tmp_path / "mlflow.db"), *SWEEP],
+                         cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=terminal_sigint)
+    time.sleep(2.0)  # imports and composition: before any run exists
+    p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == 130 and "Traceback" not in err
+    assert err.strip().splitlines()[-1] in ("interrupted while validating: nothing was stored", "interrupted: nothing was stored")
+    assert not (tmp_path / "mlflow.db").exists()
+
+
+def test_hydra_overrides_pass_the_preflight(tmp_path, store):
+    p = run_cli([f"tracking.uri={store}", "hydra/launcher=basic", f"hydra.sweep.dir={tmp_path / 'sweeps'}", "steps=20", "-m", "lr=0.01,0.1"], cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    assert (tmp_path / "sweeps").is_dir()
+    typo = run_cli([f"tracking.uri={store}", "stepz=20"], cwd=tmp_path)
+    assert typo.returncode == 2 and typo.stderr.startswith("error: unknown key 'stepz'")
