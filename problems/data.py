@@ -18,6 +18,11 @@ from optimizers.base import ConfigError
 from problems.base import Minimum, Problem, rng
 
 LINEAR_DATASETS = ("synthetic", "diabetes", "seed_example")
+# Examples per member are padded with zero-weight rows to a multiple of this, so that every member's
+# row has the same length and alignment whatever the batch: torch's vectorised element-wise kernels
+# (softplus' gradient, for one) differ in the last bit from their scalar tail loops, and without the
+# padding a member's gradient would depend on its position in the batch and on the batch size.
+LANES = 64
 LOGISTIC_DATASETS = ("breast_cancer",)
 
 
@@ -53,11 +58,18 @@ class DataProblem(Problem):
     def loss(self, x: Tensor) -> Tensor:
         return self.loss_on(x, None)
 
-    def _design(self, idx: Tensor | None) -> tuple[Tensor, Tensor]:
-        """Examples [B or 1, k, p] and targets [B or 1, k] of the batch (all examples if idx is None)."""
-        if idx is None:
-            return self.X[None], self.y[None]
-        return self.X[idx], self.y[idx]
+    def _design(self, idx: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
+        """Examples [B or 1, k', p], targets [B or 1, k'] and weights [B or 1, k'] (1 / k for each of
+        the k examples, 0 for padding) of the batch, all examples if idx is None; k' = k padded to
+        a multiple of ``LANES``."""
+        X, y = (self.X[None], self.y[None]) if idx is None else (self.X[idx], self.y[idx])
+        k = X.shape[1]
+        pad = -k % LANES
+        w = torch.full(y.shape, 1.0 / k, dtype=self.dtype)
+        if pad:
+            X = torch.nn.functional.pad(X, (0, 0, 0, pad))
+            y, w = (torch.nn.functional.pad(t, (0, pad)) for t in (y, w))
+        return X, y, w
 
     def batches(self):
         """Index batches [B, k] for steps 0, 1, ...: per member, a fresh permutation each epoch."""
@@ -127,9 +139,9 @@ class LinearRegression(DataProblem):
         self.minima = [Minimum("least_squares", tuple(theta.tolist()), self.f_star, "global")]
 
     def loss_on(self, x: Tensor, idx: Tensor | None) -> Tensor:
-        X, y = self._design(idx)
+        X, y, w = self._design(idx)
         pred = x[:, :1] + (X * x[:, None, 1:]).sum(-1)
-        return ((pred - y) ** 2).mean(-1)
+        return ((pred - y) ** 2 * w).sum(-1)
 
 
 def _newton_logistic(A: np.ndarray, y: np.ndarray, l2: float) -> np.ndarray:
@@ -181,7 +193,7 @@ class LogisticRegression(DataProblem):
             self.minima = [Minimum("optimum", tuple(theta.tolist()), self.f_star, "global")]
 
     def loss_on(self, x: Tensor, idx: Tensor | None) -> Tensor:
-        X, y = self._design(idx)
+        X, y, w = self._design(idx)
         z = x[:, :1] + (X * x[:, None, 1:]).sum(-1)
-        data = (torch.nn.functional.softplus(z) - y * z).mean(-1)
+        data = ((torch.nn.functional.softplus(z) - y * z) * w).sum(-1)
         return data + 0.5 * self.l2 * (x[:, 1:] ** 2).sum(-1)

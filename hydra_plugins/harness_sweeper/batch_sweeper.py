@@ -77,11 +77,21 @@ class BatchSweeper(Sweeper):
         from hydra.core.plugins import Plugins
 
         self.hydra_context, self.config = hydra_context, config
-        # BasicLauncher logs every job's overrides, here a list of all members: our progress line replaces it.
-        logging.getLogger("hydra._internal.core_plugins.basic_launcher").setLevel(logging.WARNING)
+        # Launchers log every job's overrides, here a list of all members: our progress line replaces it.
+        for name in ("hydra._internal.core_plugins.basic_launcher", "hydra_plugins.hydra_joblib_launcher", "hydra_plugins.hydra_submitit_launcher"):
+            logging.getLogger(name).setLevel(logging.WARNING)
         self.launcher = Plugins.instance().instantiate_launcher(
             hydra_context=hydra_context, task_function=task_function, config=config
         )
+        # Any launcher but the basic one runs jobs side by side: hand it every group at once.
+        self.parallel = type(self.launcher).__name__ != "BasicLauncher"
+
+    def workers(self) -> int:
+        """How many jobs the launcher runs at once, where its config says (joblib's n_jobs), else 1."""
+        n = (self.config.hydra.get("launcher") or {}).get("n_jobs")
+        if not isinstance(n, int) or n == 0:
+            return 1
+        return max(1, n if n > 0 else (os.cpu_count() or 1) + 1 + n)  # joblib: -1 = all cores, -2 = all but one
 
     # 1. expand the grid and group it -------------------------------------------------
     def groups(self, arguments: list[str]) -> list[tuple[list[str], list[list[str]]]]:
@@ -112,12 +122,28 @@ class BatchSweeper(Sweeper):
         for common, members in grouped.items():
             for i in range(0, len(members), int(min(size, len(members)))):
                 out.append((list(common), members[i : i + int(min(size, len(members)))]))
-        return out
+        return split(out, self.workers())
 
     @staticmethod
     def job_overrides(common: list[str], members: list[list[str]], extra: list[str]) -> list[str]:
         encoded = "[" + ",".join("[" + ",".join(_quote(m) for m in mem) + "]" for mem in members) + "]"
         return list(common) + extra + [f"members={encoded}"]
+
+    @staticmethod
+    def collect(groups, returns: Sequence[JobReturn], results: list) -> list:
+        """Add the member results of finished jobs to ``results``; return [(group, error), ...] of failed ones."""
+        from hydra.core.utils import JobStatus
+
+        failed = []
+        for group, r in zip(groups, returns):
+            if r.status == JobStatus.FAILED:
+                e = r._return_value
+                if _interrupted(e):
+                    raise KeyboardInterrupt from e
+                failed.append((group, e))
+            else:
+                results.extend(r.return_value)
+        return failed
 
     # 2. validate everything, then run group by group ----------------------------------
     def sweep(self, arguments: list[str]) -> Any:
@@ -173,21 +199,26 @@ class BatchSweeper(Sweeper):
             parent = tracker.start_parent(name, {"harness.sweep": "true", "harness.runs": str(total), SWEEP_HASH: sweep_hash, **provenance()})
         todo = sum(len(m) for _, m in groups)
         extra = [f"tracking.uri={_quote(uri)}", f"tracking.parent_run_id={parent}", "tracking.swept=[" + ",".join(_quote(k) for k in self.swept) + "]"]
-        status, results = "FAILED", []
+        status, results, failed = "FAILED", [], []
+        before = total - todo
         try:
-            done, t0 = 0, time.perf_counter()
-            for i in range(0, len(groups), self.groups_per_launch):
-                chunk = groups[i : i + self.groups_per_launch]
-                batch = [self.job_overrides(c, m, extra) for c, m in chunk]
-                returns: Sequence[JobReturn] = self.launcher.launch(batch, initial_job_idx=i)
-                for r in returns:
-                    results.extend(r.return_value)  # raises if the job failed
-                done += sum(len(m) for _, m in chunk)
-                el = time.perf_counter() - t0
-                eta = el / done * (todo - done)
-                div = sum(int(r.get("diverged", 0)) for r in results)
-                log.info(f"[{done}/{todo} runs] {min(i + len(chunk), len(groups))}/{len(groups)} jobs, {div} diverged, {el:.1f} s elapsed, ETA {eta:.1f} s")
-            status = "FINISHED"
+            if self.parallel:  # every group at once; progress comes from the store
+                batch = [self.job_overrides(c, m, extra) for c, m in groups]
+                with Progress(tracker, parent, before, todo):
+                    returns: Sequence[JobReturn] = self.launcher.launch(batch, initial_job_idx=0)
+                failed = self.collect(groups, returns, results)
+            else:
+                done, t0 = 0, time.perf_counter()
+                for i in range(0, len(groups), self.groups_per_launch):
+                    chunk = groups[i : i + self.groups_per_launch]
+                    batch = [self.job_overrides(c, m, extra) for c, m in chunk]
+                    failed += self.collect(chunk, self.launcher.launch(batch, initial_job_idx=i), results)
+                    done += sum(len(m) for _, m in chunk)
+                    el = time.perf_counter() - t0
+                    eta = el / done * (todo - done)
+                    div = sum(int(r.get("diverged", 0)) for r in results)
+                    log.info(f"[{done}/{todo} runs] {min(i + len(chunk), len(groups))}/{len(groups)} jobs, {div} diverged, {el:.1f} s elapsed, ETA {eta:.1f} s")
+            status = "FAILED" if failed else "FINISHED"
         except KeyboardInterrupt:
             status = "KILLED"
         except Exception as e:
@@ -196,9 +227,17 @@ class BatchSweeper(Sweeper):
             status = "KILLED"
         finally:
             tracker.end(parent, status)
-        if status == "KILLED":
+        if status != "FINISHED":
             n = len(tracker.stored_hashes(parent))
-            _stop(f"interrupted: {n} of {total} runs are stored under sweep {parent} in {shown}; run the same command again to resume")
+            where = f"{n} of {total} runs are stored under sweep {parent} in {shown}"
+            if status == "KILLED":
+                _stop(f"interrupted: {where}; run the same command again to resume")
+            (common, members), e = failed[0]
+            what = " ".join(common) or "the sweep"
+            more = f" (and {len(failed) - 1} more batched job(s))" if len(failed) > 1 else ""
+            print(f"error: a batched job of {len(members)} runs failed ({what}){more}: {type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}; "
+                  f"{where}; run the same command again to run the missing ones", file=sys.stderr)
+            sys.exit(1)
         from harness.summary import sweep_summary
 
         text = sweep_summary(uri, tracker.experiment_name, tracker.experiment_id, parent, time.perf_counter() - t_start, total)
@@ -206,6 +245,59 @@ class BatchSweeper(Sweeper):
             text = text.replace("python -m harness.report", f"python -m harness.report --uri {uri}")
         print(text)
         return results
+
+
+def split(groups: list[tuple[list[str], list[list[str]]]], workers: int) -> list[tuple[list[str], list[list[str]]]]:
+    """Halve the largest group until there are at least ``workers`` groups (or every group has one
+    member), so that no worker idles; each part is still one batched program."""
+    groups = list(groups)
+    while len(groups) < workers:
+        i = max(range(len(groups)), key=lambda j: len(groups[j][1]), default=None)
+        if i is None or len(groups[i][1]) < 2:
+            break
+        common, members = groups[i]
+        half = (len(members) + 1) // 2
+        groups[i : i + 1] = [(common, members[:half]), (common, members[half:])]
+    return groups
+
+
+class Progress:
+    """Progress of a parallel launch, read from the store: the finished member runs under the sweep's
+    parent, counted every ``every`` seconds in a thread, so groups may finish in any order."""
+
+    def __init__(self, tracker, parent: str, before: int, todo: int, every: float = 1.0):
+        import threading
+
+        self.tracker, self.parent, self.before, self.todo, self.every = tracker, parent, before, todo, every
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.t0 = time.perf_counter()
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, kind, *exc):
+        self.stop.set()
+        self.thread.join()
+        if kind is None:
+            self.tick()
+
+    def run(self) -> None:
+        while not self.stop.wait(self.every):
+            self.tick()
+
+    shown = 0
+
+    def tick(self) -> None:
+        try:
+            done = len(self.tracker.stored_hashes(self.parent)) - self.before
+        except Exception:  # a writer holds the store's lock: ask again next time
+            return
+        if done > self.shown:
+            self.shown = done
+            el = time.perf_counter() - self.t0
+            log.info(f"[{done}/{self.todo} runs] {el:.1f} s elapsed, ETA {el / done * (self.todo - done):.1f} s")
 
 
 class Terminated(KeyboardInterrupt):
