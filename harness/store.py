@@ -14,6 +14,7 @@ import math
 import os
 import urllib.error
 import urllib.request
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,6 +40,39 @@ def resolve_uri(configured: str | None) -> str:
         if path and not path.startswith("/") and path != ":memory:":
             uri = "sqlite:///" + str(Path(path).resolve())
     return uri
+
+
+BUSY_TIMEOUT_MS = 600_000  # how long a sqlite writer waits for another one (a big batch takes seconds)
+
+
+@contextmanager
+def creation_lock(uri: str):
+    """Hold an exclusive lock on a sqlite store's directory while it is opened, so that a new store
+    is created (its schema migrated) by exactly one process, however many start at once: the
+    others wait, then find it made. Other stores need no lock (a server or a database serialises)."""
+    if not uri.startswith("sqlite:///") or uri.endswith(":memory:"):
+        yield
+        return
+    import fcntl
+
+    fd = os.open(Path(uri[len("sqlite:///") :]).parent, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _wait_for_writers(engine) -> None:
+    """Make every sqlite connection of ``engine`` wait for a concurrent writer instead of failing
+    with "database is locked" after pysqlite's 5 s: parallel jobs and concurrent sweeps share a file."""
+    from sqlalchemy import event
+
+    @event.listens_for(engine, "connect")
+    def _busy(dbapi_connection, record):
+        dbapi_connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+
+    engine.dispose()  # connections opened before the listener reconnect with it
 
 
 def runs_view(uri: str, experiment_id: str) -> str:
@@ -135,11 +169,12 @@ class Tracker:
 
         self.uri = uri
         self.experiment_name = experiment
-        self.client = MlflowClient(uri)
-        exp = self.client.get_experiment_by_name(experiment)
-        # MLflow 3.17's UI opens new experiments in its GenAI view; this tag marks ours as model
-        # training (honoured by newer UIs). The sweep summary links the runs view directly.
-        self.experiment_id = exp.experiment_id if exp else self.client.create_experiment(experiment, tags={EXPERIMENT_KIND: "custom_model_development"})
+        with creation_lock(uri):  # MLflow migrates a new store's schema in every process that opens it
+            self.client = MlflowClient(uri)
+            exp = self.client.get_experiment_by_name(experiment)
+            # MLflow 3.17's UI opens new experiments in its GenAI view; this tag marks ours as model
+            # training (honoured by newer UIs). The sweep summary links the runs view directly.
+            self.experiment_id = exp.experiment_id if exp else self.client.create_experiment(experiment, tags={EXPERIMENT_KIND: "custom_model_development"})
         self.artifact_location = self.client.get_experiment(self.experiment_id).artifact_location
         if self.artifact_location.startswith("mlflow-artifacts:") and not uri.startswith("http"):
             raise ConfigError(
@@ -150,6 +185,8 @@ class Tracker:
 
         store = self.client._tracking_client.store
         self.sql_store = store if isinstance(store, SqlAlchemyStore) else None
+        if self.sql_store is not None and uri.startswith("sqlite:"):
+            _wait_for_writers(self.sql_store.engine)
 
     def start_parent(self, name: str, tags: dict[str, str]) -> str:
         run = self.client.create_run(self.experiment_id, run_name=name, tags={"mlflow.user": _user(), **tags})

@@ -11,9 +11,13 @@ for the user except speed.
 
 Before anything runs, every group is validated, the tracking store is checked and the
 sweep's parent run is created here, in the launching process.
+
+The basic launcher runs groups one after another. Any other launcher (``hydra/launcher=joblib``,
+``submitit_local``, ``submitit_slurm`` or the ``slurm`` preset) gets every group at once and runs
+them side by side; with ``hydra.launcher.n_jobs=N`` a sweep of fewer than N groups is split into
+N, each still one batched program. Progress is then read from the store, where each group's runs
+appear together when it ends, in whatever order groups finish.
 """
-
-
 
 import hashlib
 import logging
@@ -45,7 +49,6 @@ BATCHABLE_KEYS = ("lr", "seed")
 class BatchSweeperConf:
     _target_: str = "hydra_plugins.harness_sweeper.batch_sweeper.BatchSweeper"
     max_batch_size: int | None = None  # most members per batched job (None: no limit)
-    groups_per_launch: int = 1  # groups handed to the launcher at once (raise for parallel launchers)
     params: dict[str, str] | None = None  # sweep overrides from config, as BasicSweeper's
 
 
@@ -65,9 +68,8 @@ def _quote(s: str) -> str:
 
 
 class BatchSweeper(Sweeper):
-    def __init__(self, max_batch_size: int | None = None, groups_per_launch: int = 1, params=None):
+    def __init__(self, max_batch_size: int | None = None, params=None):
         self.max_batch_size = max_batch_size
-        self.groups_per_launch = max(1, int(groups_per_launch))
         self.params = dict(params or {})
         self.config: DictConfig | None = None
         self.launcher: Launcher | None = None
@@ -111,7 +113,8 @@ class BatchSweeper(Sweeper):
             for k, vs in values.items()
             if (k in BATCHABLE_KEYS or k.startswith(BATCHABLE_PREFIXES)) and all(_is_numeric(v) for v in vs)
         }
-        self.swept = sorted(k for k, vs in values.items() if len({str(v) for v in vs}) > 1 and k not in ("problem", "optimizer"))
+        self.varied = {k for k, vs in values.items() if len({str(v) for v in vs}) > 1}
+        self.swept = sorted(k for k in self.varied if k not in ("problem", "optimizer"))
         grouped: dict[tuple, list[list[str]]] = {}
         for job, overrides in zip(parsed, jobs):
             common = tuple(s for o, s in zip(job, overrides) if o.key_or_group not in batchable)
@@ -122,7 +125,7 @@ class BatchSweeper(Sweeper):
         for common, members in grouped.items():
             for i in range(0, len(members), int(min(size, len(members)))):
                 out.append((list(common), members[i : i + int(min(size, len(members)))]))
-        return split(out, self.workers())
+        return out
 
     @staticmethod
     def job_overrides(common: list[str], members: list[list[str]], extra: list[str]) -> list[str]:
@@ -198,6 +201,9 @@ class BatchSweeper(Sweeper):
             name = f"sweep {time.strftime('%Y-%m-%d %H:%M:%S')} ({total} runs)"
             parent = tracker.start_parent(name, {"harness.sweep": "true", "harness.runs": str(total), SWEEP_HASH: sweep_hash, **provenance()})
         todo = sum(len(m) for _, m in groups)
+        if self.workers() > len(groups):
+            groups = split(groups, self.workers())
+            log.info(f"Split into {len(groups)} batched jobs for {self.workers()} workers")
         extra = [f"tracking.uri={_quote(uri)}", f"tracking.parent_run_id={parent}", "tracking.swept=[" + ",".join(_quote(k) for k in self.swept) + "]"]
         status, results, failed = "FAILED", [], []
         before = total - todo
@@ -209,8 +215,8 @@ class BatchSweeper(Sweeper):
                 failed = self.collect(groups, returns, results)
             else:
                 done, t0 = 0, time.perf_counter()
-                for i in range(0, len(groups), self.groups_per_launch):
-                    chunk = groups[i : i + self.groups_per_launch]
+                for i in range(len(groups)):
+                    chunk = groups[i : i + 1]
                     batch = [self.job_overrides(c, m, extra) for c, m in chunk]
                     failed += self.collect(chunk, self.launcher.launch(batch, initial_job_idx=i), results)
                     done += sum(len(m) for _, m in chunk)
@@ -233,7 +239,7 @@ class BatchSweeper(Sweeper):
             if status == "KILLED":
                 _stop(f"interrupted: {where}; run the same command again to resume")
             (common, members), e = failed[0]
-            what = " ".join(common) or "the sweep"
+            what = " ".join(o for o in common if o.lstrip("+~").split("=", 1)[0] in self.varied) or "the sweep"
             more = f" (and {len(failed) - 1} more batched job(s))" if len(failed) > 1 else ""
             print(f"error: a batched job of {len(members)} runs failed ({what}){more}: {type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}; "
                   f"{where}; run the same command again to run the missing ones", file=sys.stderr)
