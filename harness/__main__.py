@@ -2,13 +2,27 @@
 
 from __future__ import annotations
 
-import logging
+import os
+import signal
 import sys
 
-import hydra
-from omegaconf import DictConfig
 
-from optimizers.base import ConfigError
+def _stopped_while_starting(signum, frame) -> None:
+    """Ctrl-C or SIGTERM while Python imports torch, Hydra and MLflow: nothing exists yet."""
+    print("interrupted: nothing was stored", file=sys.stderr)
+    os._exit(130)
+
+
+if __name__ == "__main__":  # until the imports below are done (the sweeper and main() take over then)
+    signal.signal(signal.SIGINT, _stopped_while_starting)
+    signal.signal(signal.SIGTERM, _stopped_while_starting)
+
+import logging  # noqa: E402
+
+import hydra  # noqa: E402
+from omegaconf import DictConfig  # noqa: E402
+
+from optimizers.base import ConfigError  # noqa: E402
 
 log = logging.getLogger("harness")
 
@@ -17,6 +31,7 @@ log = logging.getLogger("harness")
 def main(cfg: DictConfig) -> list[dict]:
     from harness.job import run_job
 
+    _end_with_the_sweep()
     try:
         out = run_job(cfg)
     except ConfigError as e:
@@ -27,6 +42,24 @@ def main(cfg: DictConfig) -> list[dict]:
             sub = r.get("final_suboptimality", r["final_loss"])
             log.info(f"{r['name']}: {r['stop_reason']} after {int(r['steps'])} steps, final {'f - f*' if 'final_suboptimality' in r else 'loss'} {sub:.3e} (run {r['run_id']})")
     return out
+
+
+def _end_with_the_sweep() -> None:
+    """In a worker process of a parallel launcher (joblib, submitit_local), have the kernel kill this
+    process when the sweep's process dies, even by ``kill -9``: otherwise the worker would go on
+    running the groups already handed to it, unattended."""
+    pid = os.environ.get("HARNESS_SWEEP_PID")
+    if not pid or not sys.platform.startswith("linux") or os.getppid() != int(pid):
+        return
+    import ctypes
+
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    if os.getppid() != int(pid):  # the sweep died before the call
+        os._exit(1)
+
+
+def _raise_interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
 
 
 def _flags_first(argv: list[str]) -> list[str]:
@@ -46,6 +79,8 @@ if __name__ == "__main__":
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _raise_interrupt)  # a sweep's own handler replaces it
     try:
         main()
     except KeyboardInterrupt:  # a single run writes its run only once it has finished

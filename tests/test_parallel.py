@@ -1,7 +1,8 @@
 """Sweeps on many cores and through cluster launchers, and stores shared by parallel writers.
 
 Every case runs the real CLI with a real Hydra launcher (hydra-joblib-launcher, hydra-submitit-launcher's
-``submitit_local``) into a real sqlite store, and compares with the sequential sweep of the same command.
+``submitit_local``) into a real store (a sqlite file, or an ``mlflow server`` over a real PostgreSQL),
+and compares with the sequential sweep of the same command.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import pytest
 from mlflow import MlflowClient
 
 from tests.conftest import ROOT, make_cfg, run_cli
+from tests.servers import mlflow_server, postgres
 
 # Two groups (one per problem) of four members; logistic regression's gradient goes through
 # torch's vectorised softplus, whose last bit depends on a member's place in the batch unless the
@@ -131,3 +133,24 @@ def test_concurrent_sweeps_create_a_new_store_once_and_lose_no_run(tmp_path):
     assert len({r.data.tags["harness.config_hash"] for r in kids}) == 3 * 16
     for parent in parents:
         assert sum(r.data.tags["mlflow.parentRunId"] == parent.info.run_id for r in kids) == 16
+
+
+def test_a_parallel_sweep_through_an_mlflow_server_over_postgresql_stores_every_run(tmp_path, sequential):
+    """The shared store a cluster needs: PostgreSQL started from this machine's binaries, an
+    ``mlflow server`` backed by it, and two joblib workers writing through the server's REST API."""
+    import psycopg
+
+    with postgres() as db, mlflow_server(db, tmp_path, workers=2) as base:
+        p = run_cli([f"tracking.uri={base}", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", *SWEEP], cwd=tmp_path)
+        assert p.returncode == 0, p.stderr
+        parents, kids = runs(base)
+        assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+        assert len(kids) == TOTAL and all(r.info.status == "FINISHED" for r in kids)
+        assert curves(base) == sequential  # every point of every curve, read back through the server
+        c = MlflowClient(base)
+        for r in kids:
+            want = {"config.yaml", "trajectory.csv"} if r.data.params["problem"] == "rosenbrock" else {"config.yaml"}
+            assert want <= {a.path for a in c.list_artifacts(r.info.run_id)}
+        with psycopg.connect(db) as conn, conn.cursor() as cur:  # and they are in PostgreSQL itself
+            cur.execute("SELECT status, count(*) FROM runs GROUP BY status")
+            assert cur.fetchall() == [("FINISHED", TOTAL + 1)]

@@ -45,23 +45,42 @@ def reference(tmp_path_factory):
     return curves(uri)
 
 
-def interrupt(d, uri: str, how: str) -> subprocess.CompletedProcess:
-    """Start the sweep, wait until its first group is stored, then stop it ``how``."""
+JOBLIB = ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]
+
+
+def interrupt(d, uri: str, how: str, launcher: list[str]) -> subprocess.CompletedProcess:
+    """Start the sweep in a session of its own, wait until its first group is stored, then stop it
+    ``how``: Ctrl-C goes to the whole foreground process group, as a terminal sends it; kill -9 and
+    SIGTERM go to the sweep's process. Returns once every process of the sweep has ended."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")} | {"PYTHONUNBUFFERED": "1"}
-    p = subprocess.Popen([sys.executable, "-m", "harness", f"tracking.uri={uri}", *SWEEP], cwd=d, env=env,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=terminal_sigint)
+    p = subprocess.Popen([sys.executable, "-m", "harness", f"tracking.uri={uri}", *launcher, *SWEEP], cwd=d, env=env,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=terminal_sigint, start_new_session=True)
     for line in p.stdout:
         if "runs]" in line:
             break
-    p.send_signal({"kill -9": signal.SIGKILL, "Ctrl-C": signal.SIGINT, "SIGTERM": signal.SIGTERM}[how])
+    if how == "Ctrl-C":
+        os.killpg(p.pid, signal.SIGINT)
+    else:
+        p.send_signal({"kill -9": signal.SIGKILL, "SIGTERM": signal.SIGTERM}[how])
     out, err = p.communicate(timeout=120)
+    deadline = time.time() + 60
+    while time.time() < deadline:  # parallel workers end with the sweep (PR_SET_PDEATHSIG), not later
+        try:
+            os.killpg(p.pid, 0)
+            time.sleep(0.2)
+        except ProcessLookupError:
+            break
+    else:
+        os.killpg(p.pid, signal.SIGKILL)
+        pytest.fail("worker processes outlived the interrupted sweep")
     return subprocess.CompletedProcess(p.args, p.returncode, out, err)
 
 
-@pytest.mark.parametrize("how", ["kill -9", "Ctrl-C", "SIGTERM"])
-def test_interrupted_sweep_resumes_to_the_uninterrupted_result(tmp_path, reference, how):
+@pytest.mark.parametrize("how, launcher", [("kill -9", []), ("Ctrl-C", []), ("SIGTERM", []), ("kill -9", JOBLIB), ("Ctrl-C", JOBLIB)],
+                         ids=["kill -9", "Ctrl-C", "SIGTERM", "kill -9, joblib", "Ctrl-C, joblib"])
+def test_interrupted_sweep_resumes_to_the_uninterrupted_result(tmp_path, reference, how, launcher):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    p = interrupt(tmp_path, uri, how)
+    p = interrupt(tmp_path, uri, how, launcher)
     parents, kids = members(uri)
     assert len(parents) == 1 and 0 < len(kids) < TOTAL
     assert all(r.info.status == "FINISHED" for r in kids)  # a member is stored whole or not at all
@@ -70,11 +89,11 @@ def test_interrupted_sweep_resumes_to_the_uninterrupted_result(tmp_path, referen
     else:
         assert p.returncode == 130 and parents[0].info.status == "KILLED"
         line = p.stderr.strip()
-        assert len(line.splitlines()) == 1 and "Traceback" not in p.stderr
+        assert len(line.splitlines()) == 1 and "Traceback" not in p.stderr, p.stderr
         assert line == (f"interrupted: {len(kids)} of {TOTAL} runs are stored under sweep {parents[0].info.run_id} in sqlite:///mlflow.db; "
                         "run the same command again to resume")
 
-    again = run_cli([f"tracking.uri={uri}", *SWEEP], cwd=tmp_path)
+    again = run_cli([f"tracking.uri={uri}", *launcher, *SWEEP], cwd=tmp_path)
     assert again.returncode == 0, again.stderr
     assert f"Resuming sweep {parents[0].info.run_id}: {len(kids)} of {TOTAL} runs already stored" in again.stdout
     parents2, kids2 = members(uri)
@@ -82,7 +101,7 @@ def test_interrupted_sweep_resumes_to_the_uninterrupted_result(tmp_path, referen
     assert len(kids2) == TOTAL and {r.data.tags["mlflow.parentRunId"] for r in kids2} == {parents[0].info.run_id}
     assert curves(uri) == reference  # the same members, no duplicates, the same curves
 
-    if how == "kill -9":  # a finished sweep run again does nothing, in one line
+    if how == "kill -9" and not launcher:  # a finished sweep run again does nothing, in one line
         done = run_cli([f"tracking.uri={uri}", *SWEEP], cwd=tmp_path)
         assert done.returncode == 0 and f"Sweep already complete: all {TOTAL} runs are stored" in done.stdout
         assert len(members(uri)[1]) == TOTAL
@@ -90,12 +109,14 @@ def test_interrupted_sweep_resumes_to_the_uninterrupted_result(tmp_path, referen
         assert fresh.returncode == 0 and len(members(uri)[0]) == 2 and len(members(uri)[1]) == 2 * TOTAL
 
 
-def test_interrupt_while_validating_stores_nothing(tmp_path):
+@pytest.mark.parametrize("sig, after", [(signal.SIGINT, 0.3), (signal.SIGINT, 2.0), (signal.SIGTERM, 2.0)],
+                         ids=["Ctrl-C while importing", "Ctrl-C while validating", "SIGTERM while validating"])
+def test_interrupt_while_starting_stores_nothing(tmp_path, sig, after):
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
     p = subprocess.Popen([sys.executable, "-m", "harness", "tracking.uri=sqlite:///" + str(tmp_path / "mlflow.db"), *SWEEP],
                          cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=terminal_sigint)
-    time.sleep(2.0)  # imports and composition: before any run exists
-    p.send_signal(signal.SIGINT)
+    time.sleep(after)  # imports, then composition and validation: before any run exists
+    p.send_signal(sig)
     _, err = p.communicate(timeout=60)
     assert p.returncode == 130 and "Traceback" not in err
     assert err.strip().splitlines()[-1] in ("interrupted while validating: nothing was stored", "interrupted: nothing was stored")

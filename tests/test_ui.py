@@ -4,22 +4,12 @@ both runs bulk-written to sqlite and runs logged through the server's REST API."
 from __future__ import annotations
 
 import json
-import socket
-import subprocess
-import sys
-import time
 import urllib.request
-from pathlib import Path
 
 import pytest
 
 from tests.conftest import run_cli
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.servers import mlflow_server
 
 
 def call(base: str, path: str, body: dict | None = None) -> dict:
@@ -32,51 +22,45 @@ def call(base: str, path: str, body: dict | None = None) -> dict:
 @pytest.fixture
 def server(tmp_path):
     """`mlflow server` over a sqlite file, on a free loopback port; stopped after the test."""
-    port = free_port()
     db = tmp_path / "mlflow.db"
-    mlflow = str(Path(sys.executable).with_name("mlflow"))
-    proc = subprocess.Popen(
-        [mlflow, "server", "--backend-store-uri", f"sqlite:///{db}", "--host", "127.0.0.1", "--port", str(port),
-         "--workers", "1"],
-        cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 90
-    while True:
-        try:
-            urllib.request.urlopen(base + "/health", timeout=2).read()
-            break
-        except OSError:
-            if time.time() > deadline or proc.poll() is not None:
-                proc.kill()
-                pytest.fail("mlflow server did not start")
-            time.sleep(0.5)
-    yield base, db
-    proc.terminate()
-    proc.wait(timeout=30)
+    with mlflow_server(f"sqlite:///{db}", tmp_path) as base:
+        yield base, db
 
 
 def children(base: str) -> list[dict]:
     exp = call(base, "/api/2.0/mlflow/experiments/get-by-name?experiment_name=harness")["experiment"]
-    runs = call(base, "/api/2.0/mlflow/runs/search", {"experiment_ids": [exp["experiment_id"]], "max_results": 1000})["runs"]
+    runs = call(base, "/api/2.0/mlflow/runs/search", {"experiment_ids": [exp["experiment_id"]], "max_results": 1000})[
+        "runs"
+    ]
     return [r for r in runs if any(t["key"] == "mlflow.parentRunId" for t in r["data"].get("tags", []))]
 
 
 def test_server_finds_sweeps_logged_through_it_and_bulk_written_to_sqlite(server, tmp_path):
     base, db = server
     # 1. straight into the sqlite file the server reads (bulk path), as `mlflow ui` users do
-    p = run_cli(["optimizer=gd", "problem=himmelblau", "steps=100", f"tracking.uri=sqlite:///{db}", "-m", "lr=0.001,0.01"], cwd=tmp_path)
+    p = run_cli(
+        ["optimizer=gd", "problem=himmelblau", "steps=100", f"tracking.uri=sqlite:///{db}", "-m", "lr=0.001,0.01"],
+        cwd=tmp_path,
+    )
     assert p.returncode == 0, p.stderr
     # 2. through the server (REST client path), into the same experiment
-    p = run_cli(["optimizer=adam", "problem=rosenbrock", "steps=100", f"tracking.uri={base}", "-m", "lr=0.001,0.01,0.1"], cwd=tmp_path)
+    p = run_cli(
+        ["optimizer=adam", "problem=rosenbrock", "steps=100", f"tracking.uri={base}", "-m", "lr=0.001,0.01,0.1"],
+        cwd=tmp_path,
+    )
     assert p.returncode == 0, p.stderr
     runs = children(base)
-    assert sorted((r["info"]["run_name"].split("-")[0], r["info"]["status"]) for r in runs) == [("adam", "FINISHED")] * 3 + [("gd", "FINISHED")] * 2
+    assert (
+        sorted((r["info"]["run_name"].split("-")[0], r["info"]["status"]) for r in runs)
+        == [("adam", "FINISHED")] * 3 + [("gd", "FINISHED")] * 2
+    )
     for r in runs:
         params = {p["key"]: p["value"] for p in r["data"]["params"]}
         metrics = {m["key"]: m["value"] for m in r["data"]["metrics"]}
         assert {"lr", "seed", "problem", "optimizer"} <= params.keys() and "final_loss" in metrics
-        hist = call(base, f"/api/2.0/mlflow/metrics/get-history?run_id={r['info']['run_id']}&metric_key=loss")["metrics"]
+        hist = call(base, f"/api/2.0/mlflow/metrics/get-history?run_id={r['info']['run_id']}&metric_key=loss")[
+            "metrics"
+        ]
         assert sorted(h["step"] for h in hist) == list(range(101))
         arts = call(base, f"/api/2.0/mlflow/artifacts/list?run_id={r['info']['run_id']}")
         assert {"config.yaml", "trajectory.csv"} <= {f["path"] for f in arts.get("files", [])}

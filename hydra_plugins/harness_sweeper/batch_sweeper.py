@@ -205,6 +205,7 @@ class BatchSweeper(Sweeper):
             groups = split(groups, self.workers())
             log.info(f"Split into {len(groups)} batched jobs for {self.workers()} workers")
         extra = [f"tracking.uri={_quote(uri)}", f"tracking.parent_run_id={parent}", "tracking.swept=[" + ",".join(_quote(k) for k in self.swept) + "]"]
+        os.environ["HARNESS_SWEEP_PID"] = str(os.getpid())  # workers end with this process (harness/__main__.py)
         status, results, failed = "FAILED", [], []
         before = total - todo
         try:
