@@ -37,14 +37,15 @@ demo-report: venv
 	$(PY) -m harness.report --uri sqlite:///outputs/demo-report.db --name demo --out reports --no-attach
 
 test: venv
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n auto
 
-# Benchmarks: each prints times measured in one run and their ratios (about 15 minutes in all).
+# Benchmarks: each prints times measured in one run and their ratios (about 20 minutes in all).
 bench: venv
 	$(PY) bench/sweep_vs_plain.py
 	$(PY) bench/scale.py
 	$(PY) bench/cnn.py
 	$(PY) bench/report_scale.py
+	$(PY) bench/parallel.py
 
 lint: venv
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .

@@ -154,3 +154,12 @@ def test_a_parallel_sweep_through_an_mlflow_server_over_postgresql_stores_every_
         with psycopg.connect(db) as conn, conn.cursor() as cur:  # and they are in PostgreSQL itself
             cur.execute("SELECT status, count(*) FROM runs GROUP BY status")
             assert cur.fetchall() == [("FINISHED", TOTAL + 1)]
+
+        # every node may also write to the database directly (bulk path); artifacts then stay local
+        direct = [f"tracking.uri={db}", "tracking.experiment=direct", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", *SWEEP]
+        p = run_cli(direct, cwd=tmp_path)
+        assert p.returncode == 0, p.stderr
+        c = MlflowClient(db)
+        kids = c.search_runs([c.get_experiment_by_name("direct").experiment_id], "tags.`mlflow.parentRunId` != ''")
+        assert len(kids) == TOTAL and all(r.info.status == "FINISHED" for r in kids)
+        assert "Sweep already complete" in run_cli(direct, cwd=tmp_path).stdout  # resume reads PostgreSQL too
