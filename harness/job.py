@@ -16,6 +16,7 @@ from harness import runner
 from harness.plan import Batch, effective_lr, plan
 from harness.stats import member_stats
 from harness.store import CONFIG_HASH, RunRecord, Tracker, check_reachable, experiment_name, resolve_uri, sample_steps
+from optimizers.torch_batched import batched_step
 
 log = logging.getLogger("harness")
 _Dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
@@ -50,11 +51,12 @@ def _functional_step(batch: Batch, x: torch.Tensor):
 
 
 def _torch_step(batch: Batch, x: torch.Tensor):
-    """A torch.optim optimizer driven through the same loop (one member). The closure hands
+    """A torch.optim optimizer driven through the same loop (one member, as for a class that
+    couples elements). The closure hands
     over the gradient the loop already has on its first call, and re-evaluates on later
     calls (LBFGS's line search)."""
     p = x.detach().clone().requires_grad_(True)
-    opt = batch.torch_class([p], **batch.torch_kwargs)
+    opt = batch.torch_class([p], **batch.torch_kwargs[0])
 
     def step(x, g):
         fresh = [True]
@@ -79,7 +81,12 @@ def _torch_step(batch: Batch, x: torch.Tensor):
 
 def run_batch(batch: Batch) -> runner.BatchResult:
     x = batch.problem.init()
-    step = _torch_step(batch, x) if batch.torch_class else _functional_step(batch, x)
+    if batch.torch_class is None:
+        step = _functional_step(batch, x)
+    elif len(batch.members) > 1:  # an element-wise class: all members in one step() (optimizers/torch_batched.py)
+        step = batched_step(batch.torch_class, batch.torch_kwargs, x)
+    else:
+        step = _torch_step(batch, x)
     with torch.no_grad():
         p = batch.problem
         return runner.run(p.loss_and_grad, x, step, batch.rules, p.f_star, p.update_grad(), p.evaluate, p.eval_every)

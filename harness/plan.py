@@ -20,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from harness.runner import StopRules
 from optimizers.base import ConfigError, Optimizer
+from optimizers.torch_batched import elementwise
 
 TOP_KEYS = ["problem", "optimizer", "lr", "steps", "seed", "dtype", "batch_size", "stop", "stats", "tracking", "members"]
 STOP_KEYS = ["grad_tol", "x_tol", "target_loss", "divergence_factor"]
@@ -34,13 +35,13 @@ Cfg = dict  # a member's resolved config as plain nested dicts (OmegaConf costs 
 
 @dataclass
 class Batch:
-    """Members that run as one batched program (or, for a torch.optim class, one member)."""
+    """Members that run as one batched program (one member for a torch.optim class that couples elements)."""
 
     members: list[Cfg]
     problem: Any
     optimizer: Optimizer | None  # functional, batched
-    torch_class: type | None  # a torch.optim.Optimizer class, run one member at a time
-    torch_kwargs: dict
+    torch_class: type | None  # a torch.optim.Optimizer class (optimizers/torch_batched.py)
+    torch_kwargs: list[dict]  # its settings, per member
     rules: StopRules
     dtype: torch.dtype
     hashes: list[str] | None = None  # config_hash of each member, as composed (tagged on its run)
@@ -192,15 +193,18 @@ def build_batch(members: list[Cfg]) -> Batch:
         divergence_factor=float(stop["divergence_factor"]),
     )
     if inspect.isclass(target) and issubclass(target, torch.optim.Optimizer):
-        assert len(members) == 1, "torch.optim classes run one member at a time"
-        kw = _kwargs(first["optimizer"])
-        kw["lr"] = float(effective_lr(first))
-        _check_signature("optimizer", target, kw)
-        try:  # let torch validate its own hyperparameters now, before anything runs
-            target([torch.zeros(1, dtype=dtype, requires_grad=True)], **kw)
-        except (ValueError, TypeError) as e:
-            raise ConfigError(f"optimizer ({first['optimizer']['_target_']}): {str(e).splitlines()[0]}") from None
-        return Batch(members, problem, None, target, kw, rules, dtype, hashes)
+        kws = []
+        for c in members:
+            kw = _kwargs(c["optimizer"])
+            kw["lr"] = float(effective_lr(c))
+            _check_signature("optimizer", target, kw)
+            try:  # let torch validate its own hyperparameters now, before anything runs
+                target([torch.zeros(1, dtype=dtype, requires_grad=True)], **kw)
+            except (ValueError, TypeError) as e:
+                raise ConfigError(f"optimizer ({c['optimizer']['_target_']}): {str(e).splitlines()[0]}") from None
+            kws.append(kw)
+        assert len(members) == 1 or elementwise(target, kws[0], dtype), "coupled torch.optim classes run one member at a time"
+        return Batch(members, problem, None, target, kws, rules, dtype, hashes)
 
     if not callable(target):
         raise ConfigError(f"optimizer._target_={first['optimizer']['_target_']!r} is not allowed; allowed: an optimizer factory or a torch.optim.Optimizer class")
@@ -216,14 +220,20 @@ def build_batch(members: list[Cfg]) -> Batch:
 
 def structure_key(c: Cfg) -> str:
     """Members with equal keys can share one batch: everything but lr, seed and numeric
-    optimizer hyperparameters must agree. A torch.optim class never batches."""
+    optimizer hyperparameters must agree. A torch.optim class batches only if its update is
+    element-wise (``optimizers.torch_batched.elementwise``)."""
     d = dict(c)
     d.pop("lr", None)
     d.pop("seed", None)
     opt = d.get("optimizer") or {}
     target = import_target("optimizer._target_", opt.get("_target_"))
     if inspect.isclass(target) and issubclass(target, torch.optim.Optimizer):
-        return json.dumps([id(c)])  # never batched
+        kw = _kwargs(opt) | {"lr": float(effective_lr(c))}
+        try:
+            if not elementwise(target, kw, DTYPES.get(str(c.get("dtype")), torch.float64)):
+                return json.dumps([id(c)])  # couples elements: one member at a time
+        except Exception:
+            return json.dumps([id(c)])  # bad settings: build_batch says why, for this member alone
     d["optimizer"] = {k: v for k, v in opt.items() if not (is_number(v) or (isinstance(v, list) and all(map(is_number, v))))}
     return json.dumps(d, sort_keys=True, default=str)
 
