@@ -159,7 +159,8 @@ def _check_signature(group: str, fn, kwargs: dict, internal=("seeds", "dtype", "
     names, open_ended = accepted(fn)
     if open_ended and group == "optimizer":
         return
-    _unknown(group + ".", kwargs, [k for k in names if k not in internal])
+    fixed = getattr(fn, "fixed", ())  # a problem's constructor arguments that its subclass sets itself
+    _unknown(group + ".", kwargs, [k for k in names if k not in internal and k not in fixed])
 
 
 def build_batch(members: list[Cfg]) -> Batch:

@@ -61,6 +61,7 @@ class Problem:
     default_dtype = torch.float64  # used when the config's dtype is null
     eval_every = 0  # steps between evaluate() calls (0: never)
     samples: int | None = None  # training examples (data problems); epochs = step * batch / samples
+    fixed: tuple[str, ...] = ()  # base-class arguments a subclass sets itself (not config keys), e.g. ("dim",)
 
     def __init__(self, dim: int, x0=None, box=(-1.0, 1.0), grad_noise: float = 0.0, *, seeds: Sequence[int] = (0,), dtype=torch.float64):
         if not isinstance(dim, int) or isinstance(dim, bool) or dim < 1:

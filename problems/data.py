@@ -1,6 +1,8 @@
-"""Regression problems on real or synthetic data, with full-batch, stochastic or mini-batch gradients.
+"""Regression problems on bundled, synthetic or your own data (problems/datasets.py), with full-batch,
+stochastic or mini-batch gradients.
 
-Parameters are one vector per member, intercept first: theta = (b, w_1, ..., w_p).
+Parameters are one vector per member, intercept first: theta = (b, w_1, ..., w_p), or
+theta = (w_1, ..., w_p) with ``fit_intercept=false``.
 With ``batch_size = k`` each update uses k examples; every member shuffles the training set
 with its own seed at each epoch (an epoch is ceil(n / k) steps). The recorded loss, gradient
 norm and stopping rules use the exact full-data objective, so curves are comparable to f*.
@@ -16,6 +18,7 @@ from torch import Tensor
 
 from optimizers.base import ConfigError
 from problems.base import Minimum, Problem, rng
+from problems.datasets import is_path, load, two_classes
 
 LINEAR_DATASETS = ("synthetic", "diabetes", "seed_example")
 # Examples per member are padded with zero-weight rows to a multiple of this, so that every member's
@@ -27,7 +30,15 @@ LOGISTIC_DATASETS = ("breast_cancer",)
 
 
 def _standardize(X: np.ndarray) -> np.ndarray:
-    return (X - X.mean(0)) / X.std(0)
+    """z-scores per column; a constant column (say, a column of ones) is left as it is."""
+    sd = X.std(0)
+    return np.where(sd > 0, (X - X.mean(0)) / np.where(sd > 0, sd, 1.0), X)
+
+
+def _flag(key: str, v) -> bool:
+    if not isinstance(v, bool):
+        raise ConfigError(f"problem.{key}={v!r} is not allowed; allowed: true or false")
+    return v
 
 
 class DataProblem(Problem):
@@ -35,9 +46,11 @@ class DataProblem(Problem):
 
     X: Tensor
     y: Tensor
+    fixed = ("dim", "box")  # set by the data, not by the config
+    intercept = True
 
     def __init__(self, X: np.ndarray, y: np.ndarray, x0=None, batch_size=None, **kw):
-        super().__init__(X.shape[1] + 1, x0, (-1.0, 1.0), **kw)
+        super().__init__(X.shape[1] + int(self.intercept), x0, (-1.0, 1.0), **kw)
         self.X = torch.tensor(X, dtype=self.dtype)
         self.y = torch.tensor(y, dtype=self.dtype)
         self.samples = n = X.shape[0]
@@ -70,6 +83,19 @@ class DataProblem(Problem):
             X = torch.nn.functional.pad(X, (0, 0, 0, pad))
             y, w = (torch.nn.functional.pad(t, (0, pad)) for t in (y, w))
         return X, y, w
+
+    def _linear(self, x: Tensor, X: Tensor) -> Tensor:
+        """b + w.x per example ([B, k']), or w.x without an intercept."""
+        if self.intercept:
+            return x[:, :1] + (X * x[:, None, 1:]).sum(-1)
+        return (X * x[:, None, :]).sum(-1)
+
+    def _weights(self, x: Tensor) -> Tensor:
+        """The coefficients a penalty applies to (never the intercept)."""
+        return x[:, 1:] if self.intercept else x
+
+    def _design_matrix(self, X: np.ndarray) -> np.ndarray:
+        return np.column_stack([np.ones(len(X)), X]) if self.intercept else X
 
     def batches(self):
         """Index batches [B, k] for steps 0, 1, ...: per member, a fresh permutation each epoch."""
@@ -104,15 +130,24 @@ class LinearRegression(DataProblem):
     """Least squares with an intercept, torch.nn.MSELoss convention: f = mean_i (b + w.x_i - y_i)^2.
 
     Datasets: ``synthetic`` (n, d, noise, condition: column scales spread over ``condition``),
-    ``diabetes`` (scikit-learn's bundled 442 x 10), ``seed_example`` (x = 1, 2, 3; y = 2, 3, 4).
-    f* and the minimiser come from an exact least-squares solve in float64.
+    ``diabetes`` (scikit-learn's bundled 442 x 10), ``seed_example`` (x = 1, 2, 3; y = 2, 3, 4), or a
+    path to your own .csv or .npz with ``target`` naming the label column. ``fit_intercept=false``
+    drops b. f* and the minimiser come from an exact least-squares solve in float64.
     """
 
     name = "linear_regression"
 
-    def __init__(self, dataset="synthetic", n=200, d=5, noise=0.1, condition=10.0, standardize=True, data_seed=0, **kw):
-        if dataset not in LINEAR_DATASETS:
-            raise ConfigError(f"problem.dataset={dataset!r} is not allowed; allowed: {', '.join(LINEAR_DATASETS)}")
+    def __init__(self, dataset="synthetic", target=None, fit_intercept=True, n=200, d=5, noise=0.1, condition=10.0, standardize=True,
+                 data_seed=0, **kw):
+        self.intercept = _flag("fit_intercept", fit_intercept)
+        _flag("standardize", standardize)
+        if is_path(dataset):
+            X, y, _ = load(dataset, target)
+            X = _standardize(X) if standardize else X
+        elif dataset not in LINEAR_DATASETS:
+            raise ConfigError(f"problem.dataset={dataset!r} is not allowed; allowed: {', '.join(LINEAR_DATASETS)}, or a path to a .csv or .npz file")
+        elif target is not None:
+            raise ConfigError(f"problem.target={target!r} is not allowed with the bundled dataset {dataset!r}; allowed: null (a target is for your own file)")
         if dataset == "synthetic":
             for key, v, lo in (("n", n, 1), ("d", d, 1)):
                 if not isinstance(v, int) or isinstance(v, bool) or v < lo:
@@ -129,26 +164,26 @@ class LinearRegression(DataProblem):
 
             X, y = load_diabetes(return_X_y=True)
             X = _standardize(X) if standardize else X
-        else:
+        elif dataset == "seed_example":
             X, y = np.array([[1.0], [2.0], [3.0]]), np.array([2.0, 3.0, 4.0])
         self.dataset = dataset
         super().__init__(X, y, **kw)
-        A = np.column_stack([np.ones(len(X)), X])
+        A = self._design_matrix(X)
         theta, *_ = np.linalg.lstsq(A, y, rcond=None)
         self.f_star = float(np.mean((A @ theta - y) ** 2))
         self.minima = [Minimum("least_squares", tuple(theta.tolist()), self.f_star, "global")]
 
     def loss_on(self, x: Tensor, idx: Tensor | None) -> Tensor:
         X, y, w = self._design(idx)
-        pred = x[:, :1] + (X * x[:, None, 1:]).sum(-1)
-        return ((pred - y) ** 2 * w).sum(-1)
+        return ((self._linear(x, X) - y) ** 2 * w).sum(-1)
 
 
-def _newton_logistic(A: np.ndarray, y: np.ndarray, l2: float) -> np.ndarray:
+def _newton_logistic(A: np.ndarray, y: np.ndarray, l2: float, intercept: bool = True) -> np.ndarray:
     """Independent reference solver: damped Newton's method in float64 to machine precision."""
     n = len(y)
     reg = np.full(A.shape[1], l2)
-    reg[0] = 0.0  # no penalty on the intercept
+    if intercept:
+        reg[0] = 0.0  # no penalty on the intercept
 
     def f(th):
         z = A @ th
@@ -171,29 +206,38 @@ def _newton_logistic(A: np.ndarray, y: np.ndarray, l2: float) -> np.ndarray:
 
 class LogisticRegression(DataProblem):
     """Binary logistic regression, mean log-loss + (l2 / 2) ||w||^2 (intercept not penalised), on
-    scikit-learn's bundled breast-cancer data (569 x 30, standardized features). l2 > 0 makes the
-    optimum unique; f* comes from an independent Newton solve in float64."""
+    scikit-learn's bundled breast-cancer data (569 x 30, standardized features) or your own .csv or
+    .npz (``target``: a label column with exactly two classes; the larger label is class 1).
+    l2 > 0 makes the optimum unique; f* comes from an independent Newton solve in float64."""
 
     name = "logistic_regression"
 
-    def __init__(self, dataset="breast_cancer", l2=1e-2, standardize=True, **kw):
-        if dataset not in LOGISTIC_DATASETS:
-            raise ConfigError(f"problem.dataset={dataset!r} is not allowed; allowed: {', '.join(LOGISTIC_DATASETS)}")
+    def __init__(self, dataset="breast_cancer", target=None, fit_intercept=True, l2=1e-2, standardize=True, **kw):
+        self.intercept = _flag("fit_intercept", fit_intercept)
+        _flag("standardize", standardize)
         if not (isinstance(l2, (int, float)) and not isinstance(l2, bool) and l2 >= 0):
             raise ConfigError(f"problem.l2={l2!r} is not allowed; allowed: a number >= 0 (> 0 for a unique optimum)")
-        from sklearn.datasets import load_breast_cancer
+        if is_path(dataset):
+            X, labels, _ = load(dataset, target)
+            y = two_classes(labels, dataset, target)
+        elif dataset not in LOGISTIC_DATASETS:
+            raise ConfigError(f"problem.dataset={dataset!r} is not allowed; allowed: {', '.join(LOGISTIC_DATASETS)}, or a path to a .csv or .npz file")
+        elif target is not None:
+            raise ConfigError(f"problem.target={target!r} is not allowed with the bundled dataset {dataset!r}; allowed: null (a target is for your own file)")
+        else:
+            from sklearn.datasets import load_breast_cancer
 
-        X, y = load_breast_cancer(return_X_y=True)
+            X, y = load_breast_cancer(return_X_y=True)
         X = _standardize(X) if standardize else X
         self.dataset, self.l2 = dataset, float(l2)
         super().__init__(X, y.astype(float), **kw)
-        theta = _newton_logistic(np.column_stack([np.ones(len(X)), X]), y.astype(float), self.l2)
+        theta = _newton_logistic(self._design_matrix(X), y.astype(float), self.l2, self.intercept)
         self.f_star = float(self.loss(torch.tensor(theta[None], dtype=torch.float64).to(self.dtype))[0]) if self.dtype == torch.float64 else None
         if self.f_star is not None:
             self.minima = [Minimum("optimum", tuple(theta.tolist()), self.f_star, "global")]
 
     def loss_on(self, x: Tensor, idx: Tensor | None) -> Tensor:
         X, y, w = self._design(idx)
-        z = x[:, :1] + (X * x[:, None, 1:]).sum(-1)
+        z = self._linear(x, X)
         data = ((torch.nn.functional.softplus(z) - y * z) * w).sum(-1)
-        return data + 0.5 * self.l2 * (x[:, 1:] ** 2).sum(-1)
+        return data + 0.5 * self.l2 * (self._weights(x) ** 2).sum(-1)

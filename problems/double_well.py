@@ -26,6 +26,7 @@ def _minima(tilt: float) -> tuple[Minimum, ...]:
 
 class DoubleWell(Problem):
     name = "double_well"
+    fixed = ("dim",)
 
     def __init__(self, tilt: float = 0.5, x0=None, box=(0.5, 2.5), **kw):
         super().__init__(1, x0, box, **kw)

@@ -20,6 +20,7 @@ class Landscape2D(Problem):
 
     guesses: dict[str, tuple[float, float]] = {}
     default_box: tuple = (-5.0, 5.0)
+    fixed = ("dim",)
 
     def __init__(self, x0=None, box=None, **kw):
         super().__init__(2, x0, self.default_box if box is None else box, **kw)
