@@ -127,7 +127,7 @@ def results(batch: Batch, res: runner.BatchResult, swept: list[str] | None = Non
             tags["f_star"] = repr(float(batch.problem.f_star))
         if batch.hashes:
             tags[CONFIG_HASH] = batch.hashes[i]
-        if len(batch.problem.minima) > 1:  # a landscape with several minima: which one did the run end in?
+        if batch.problem.several_minima:  # a landscape with several minima: which one did the run end in?
             m = minima[i]
             tags["basin"] = m.name if m else "none"
             summary["global_min_reached"] = float(bool(m) and m.kind == "global")

@@ -134,6 +134,11 @@ class Problem:
         """Extra per-member metrics every ``eval_every`` steps (e.g. test accuracy)."""
         return {}
 
+    @property
+    def several_minima(self) -> bool:
+        """Whether runs can end in different minima (then each run is tagged with its basin)."""
+        return len(self.minima) > 1
+
     def nearest_minimum(self, x: Tensor, tol: float) -> list[Minimum | None]:
         """For each member, the listed minimum within ``tol`` (Euclidean) of ``x``, else ``None``."""
         if not self.minima:

@@ -1,18 +1,20 @@
-"""2-D landscapes with several minima, for local-minimum studies.
+"""Landscapes with several minima, for local-minimum studies: 2-D ones, and Rastrigin and
+Styblinski-Tang in any dimension.
 
-Each lists every minimum in its default box, refined by Newton's method in float64,
-labelled ``global`` or ``local``; f* is the value at the global minimum.
+Each lists its minima in its default box, refined by Newton's method in float64, labelled
+``global`` or ``local``; f* is the value at the global minimum.
 """
 
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 
 import torch
 from torch import Tensor
 
-from problems.base import Minimum, Problem, minima_from_guesses
+from problems.base import Minimum, Problem, minima_from_guesses, newton_refine
 
 
 class Landscape2D(Problem):
@@ -57,34 +59,104 @@ class Himmelblau(Landscape2D):
         return (a * a + b - 11) ** 2 + (a + b * b - 7) ** 2
 
 
-class Rastrigin(Landscape2D):
-    """f(x) = 20 + sum_i x_i^2 - 10 cos(2 pi x_i): global f* = 0 at the origin and a local
-    minimum near every integer point; the 121 in the box [-5.12, 5.12]^2 are listed."""
+class Separable(Problem):
+    """f(x) = c·d + sum_i g(x_i) in any dimension d (``dim``): every minimum is a product of the 1-D
+    minima of g, so minima are found by a rule instead of a search. The 1-D minima are refined by
+    Newton's method in float64; a point's nearest minimum takes, in each coordinate, the nearest 1-D
+    minimum (``nearest_1d``), and it is global when every coordinate is at g's global minimum.
+    ``minima`` lists every minimum in the default box while there are at most ``LISTED`` of them
+    (all of them in 2-D), else the global one only; basin tags use the rule in any case."""
+
+    LISTED = 4096
+    default_box: tuple = (-5.0, 5.0)
+    constant = 0.0  # c
+
+    def __init__(self, dim: int = 2, x0=None, box=None, **kw):
+        super().__init__(dim, x0, self.default_box if box is None else box, **kw)
+        self.m1 = _minima_1d(type(self))  # (x, g(x)) of every 1-D minimum in the default box, by x
+        best = min(g for _, g in self.m1)
+        self.g_star = best
+        self.f_star = self.constant * dim + dim * best
+        count = len(self.m1) ** dim
+        points = itertools.product(range(len(self.m1)), repeat=dim) if count <= self.LISTED else [(self._global_index(),) * dim]
+        self.minima = [self._minimum(idx) for idx in points]
+
+    @staticmethod
+    def g(x: Tensor) -> Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    guesses_1d: tuple[float, ...] = ()
+
+    @property
+    def several_minima(self) -> bool:
+        return len(self.m1) > 1
+
+    def _global_index(self) -> int:
+        return min(range(len(self.m1)), key=lambda i: self.m1[i][1])
+
+    def _minimum(self, idx: tuple[int, ...]) -> Minimum:
+        xs = tuple(self.m1[i][0] for i in idx)
+        f = self.constant * self.dim + math.fsum(self.m1[i][1] for i in idx)
+        kind = "global" if all(self.m1[i][1] == self.g_star for i in idx) else "local"
+        return Minimum(self.label(xs), xs, f, kind)
+
+    def label(self, xs: tuple[float, ...]) -> str:
+        return "(" + ",".join(f"{v:.3f}" for v in xs) + ")"
+
+    def nearest_1d(self, x: Tensor) -> Tensor:
+        """Index into ``m1`` of each coordinate's nearest 1-D minimum."""
+        centres = torch.tensor([m for m, _ in self.m1], dtype=torch.float64)
+        return (x.to(torch.float64)[..., None] - centres).abs().argmin(-1)
+
+    def nearest_minimum(self, x: Tensor, tol: float) -> list[Minimum | None]:
+        x = torch.nan_to_num(x.detach().to(torch.float64), nan=float("inf"))
+        idx = self.nearest_1d(x)
+        centres = torch.tensor([m for m, _ in self.m1], dtype=torch.float64)[idx]
+        dist = torch.linalg.vector_norm(x - centres, dim=-1)
+        return [self._minimum(tuple(i)) if d <= tol else None for i, d in zip(idx.tolist(), dist.tolist())]
+
+    def loss(self, x: Tensor) -> Tensor:
+        return self.constant * x.shape[-1] + self.g(x).sum(-1)
+
+
+@functools.lru_cache
+def _minima_1d(cls: type[Separable]) -> tuple[tuple[float, float], ...]:
+    out = []
+    for guess in cls.guesses_1d:
+        x = newton_refine(lambda v: cls.g(v).sum(), [guess], f"{cls.name}/1-D minimum near {guess}")
+        out.append((float(x[0]), float(cls.g(x).sum())))
+    return tuple(sorted(out))
+
+
+class Rastrigin(Separable):
+    """f(x) = 10 d + sum_i (x_i^2 - 10 cos(2 pi x_i)): global f* = 0 at the origin and a local minimum
+    near every integer point; in [-5.12, 5.12]^d there are 11^d (121 in 2-D), all listed up to d = 3.
+    The rule: a point's minimum is the one near its nearest integer point."""
 
     name = "rastrigin"
     default_box = (-5.12, 5.12)
-    guesses = {f"({i},{j})": (float(i), float(j)) for i in range(-5, 6) for j in range(-5, 6)}
+    constant = 10.0
+    guesses_1d = tuple(float(k) for k in range(-5, 6))
 
     @staticmethod
-    def f(x: Tensor) -> Tensor:
-        return 20.0 + (x * x - 10.0 * torch.cos(2 * math.pi * x)).sum(-1)
+    def g(x: Tensor) -> Tensor:
+        return x * x - 10.0 * torch.cos(2 * math.pi * x)
+
+    def label(self, xs: tuple[float, ...]) -> str:
+        return "(" + ",".join(str(round(v)) for v in xs) + ")"
 
 
-class StyblinskiTang(Landscape2D):
-    """f(x) = 1/2 sum_i (x_i^4 - 16 x_i^2 + 5 x_i): four minima; global f* = -78.332... at
-    (-2.9035, -2.9035), locals where one or both coordinates sit at 2.7468."""
+class StyblinskiTang(Separable):
+    """f(x) = 1/2 sum_i (x_i^4 - 16 x_i^2 + 5 x_i): 2^d minima, global f* = -39.16616570377142 d at
+    x_i = -2.9035 for all i; the other 2^d - 1 sign patterns (some x_i = 2.7468) are local.
+    The rule: each coordinate's minimum is the nearer of -2.9035 and 2.7468."""
 
     name = "styblinski_tang"
-    guesses = {
-        "(-2.904,-2.904)": (-2.903534, -2.903534),
-        "(2.747,-2.904)": (2.746803, -2.903534),
-        "(-2.904,2.747)": (-2.903534, 2.746803),
-        "(2.747,2.747)": (2.746803, 2.746803),
-    }
+    guesses_1d = (-2.903534, 2.746803)
 
     @staticmethod
-    def f(x: Tensor) -> Tensor:
-        return 0.5 * (x**4 - 16 * x**2 + 5 * x).sum(-1)
+    def g(x: Tensor) -> Tensor:
+        return 0.5 * (x**4 - 16 * x**2 + 5 * x)
 
 
 class SixHumpCamel(Landscape2D):
