@@ -98,6 +98,21 @@ def _labels(df: pd.DataFrame, by: list[str], name: pd.Series, keys: list[str]) -
     return label, order
 
 
+def _fold_schedule(df: pd.DataFrame) -> None:
+    """One ``params.schedule`` column: the schedule's name, with its settings where runs of the same
+    schedule differ in them (``step(gamma=0.5, step_size=100)``). Runs logged before schedules
+    existed ran with a constant lr."""
+    keys = sorted(c for c in df.columns if c.startswith("params.schedule.") and c != "params.schedule.name")
+    if "params.schedule.name" not in df and not keys:
+        return
+    names = df.get("params.schedule.name", pd.Series(None, index=df.index, dtype=object)).fillna("constant").astype(str)
+    settings = df[keys].map(canonical) if keys else pd.DataFrame(index=df.index)
+    full = names + "(" + settings.apply(lambda r: ", ".join(f"{k.rsplit('.', 1)[1]}={v}" for k, v in r.items() if v != "–"), axis=1) + ")"
+    full = full.str.replace("()", "", regex=False)
+    several = full.groupby(names).transform("nunique") > 1
+    df["params.schedule"] = names.where(~several, full)
+
+
 def prepare(raw: pd.DataFrame) -> pd.DataFrame:
     """Runs as read from the store -> one row per run with the analysis columns:
     problem, config (labels), optimizer, lr, seed, has_fstar, final, score, diverged, global."""
@@ -106,7 +121,8 @@ def prepare(raw: pd.DataFrame) -> pd.DataFrame:
     df["seed"] = df["params.seed"].astype(int)
     df["problem_name"] = df["params.problem"].astype(str)
     df["optimizer"] = df["params.optimizer"].astype(str)
-    params = [c for c in df.columns if c.startswith("params.") and c not in POOLED]
+    _fold_schedule(df)
+    params = [c for c in df.columns if c.startswith("params.") and c not in POOLED and not c.startswith("params.schedule.")]
     pkeys = sorted(c for c in params if c.startswith("params.problem."))
     ckeys = sorted(c for c in params if not c.startswith("params.problem."))
     df["problem"], _ = _labels(df, ["problem_name"], df["problem_name"], pkeys)

@@ -12,7 +12,7 @@ import torch
 import yaml
 from omegaconf import DictConfig
 
-from harness import runner
+from harness import runner, schedules
 from harness.plan import Batch, effective_lr, plan
 from harness.stats import member_stats
 from harness.store import CONFIG_HASH, RunRecord, Tracker, check_reachable, experiment_name, resolve_uri, sample_steps
@@ -47,7 +47,11 @@ def _functional_step(batch: Batch, x: torch.Tensor):
         (x_new,), state = batch.optimizer.update([g], state, [x])
         return x_new
 
-    return step
+    def set_lrs(lrs: list[float]) -> None:
+        lr = batch.optimizer.hyperparams["lr"]
+        lr.copy_(torch.tensor(lrs, dtype=lr.dtype))
+
+    return step, set_lrs
 
 
 def _torch_step(batch: Batch, x: torch.Tensor):
@@ -76,17 +80,23 @@ def _torch_step(batch: Batch, x: torch.Tensor):
         opt.step(closure)
         return p.detach().clone()
 
-    return step
+    def set_lrs(lrs: list[float]) -> None:
+        opt.param_groups[0]["lr"] = lrs[0]
+
+    return step, set_lrs
 
 
 def run_batch(batch: Batch) -> runner.BatchResult:
     x = batch.problem.init()
     if batch.torch_class is None:
-        step = _functional_step(batch, x)
+        step, set_lrs = _functional_step(batch, x)
     elif len(batch.members) > 1:  # an element-wise class: all members in one step() (optimizers/torch_batched.py)
-        step = batched_step(batch.torch_class, batch.torch_kwargs, x)
+        step, set_lrs = batched_step(batch.torch_class, batch.torch_kwargs, x)
     else:
-        step = _torch_step(batch, x)
+        step, set_lrs = _torch_step(batch, x)
+    lrs = schedules.lr_stream(batch.schedule or {"name": "constant"}, [float(effective_lr(c)) for c in batch.members], batch.rules.steps)
+    if lrs is not None:
+        step = schedules.scheduled(step, lrs, set_lrs)
     with torch.no_grad():
         p = batch.problem
         return runner.run(p.loss_and_grad, x, step, batch.rules, p.f_star, p.update_grad(), p.evaluate, p.eval_every)
@@ -109,6 +119,8 @@ def run_name(c: dict, swept: list[str]) -> str:
         node = c
         for k in key.split("."):
             node = node.get(k, "?") if isinstance(node, dict) else "?"
+        if isinstance(node, dict):  # a config group such as schedule or grid: its option's name
+            node = node.get("name", "?")
         parts.append(f"{key}={_compact(node)}")
     return "-".join(str(p) for p in parts)
 

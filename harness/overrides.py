@@ -15,7 +15,7 @@ from harness.plan import STATS_KEYS, STOP_KEYS, TOP_KEYS, TRACKING_KEYS
 from optimizers.base import ConfigError
 
 CONF = Path(__file__).resolve().parent.parent / "conf"
-GROUPS = ("problem", "optimizer", "grid")
+GROUPS = ("problem", "optimizer", "schedule", "grid")
 SECTIONS = {"stop": STOP_KEYS, "stats": STATS_KEYS, "tracking": TRACKING_KEYS}
 
 
@@ -33,7 +33,7 @@ def preflight(args: list[str]) -> None:
         parsed = OverridesParser.create().parse_overrides(tokens)
     except OverrideParseException:
         return  # Hydra's own message for a malformed override is already one clear sentence
-    choice = {"problem": "rosenbrock", "optimizer": "adam"}
+    choice = {"problem": ["rosenbrock"], "optimizer": ["adam"], "schedule": ["constant"]}  # the defaults, or every value swept
     for o in parsed:
         key = o.key_or_group
         if key in GROUPS and o.package is None:
@@ -43,7 +43,7 @@ def preflight(args: list[str]) -> None:
                 if v not in allowed and not (key == "grid" and v == "null"):
                     raise ConfigError(f"{key}={v} is not allowed; allowed: {', '.join(allowed)}")
             if key in choice:
-                choice[key] = values[0]
+                choice[key] = values
     for o in parsed:
         key = o.key_or_group
         if o.is_add() or o.is_force_add() or o.is_delete() or key.startswith(("hydra.", "hydra/")) or key in GROUPS:
@@ -53,11 +53,9 @@ def preflight(args: list[str]) -> None:
             raise ConfigError(f"unknown key '{key}'; allowed: {', '.join(k for k in TOP_KEYS if k != 'members')}")
         if not rest:
             continue
-        if head in SECTIONS:
-            allowed = SECTIONS[head]
-        else:
-            allowed = list(OmegaConf.load(CONF / head / f"{choice[head]}.yaml"))
-        if rest.split(".")[0] not in allowed:
-            hint = " (add a new constructor argument with +)" if head == "optimizer" else ""
-            where = head if head in SECTIONS else f"{head} {choice[head]}"
-            raise ConfigError(f"unknown key '{key}' in {where}; allowed: {', '.join(allowed)}{hint}")
+        for option in [None] if head in SECTIONS else choice[head]:
+            allowed = SECTIONS[head] if option is None else list(OmegaConf.load(CONF / head / f"{option}.yaml"))
+            if rest.split(".")[0] not in allowed:
+                hint = " (add a new constructor argument with +)" if head == "optimizer" else ""
+                where = head if option is None else f"{head} {option}"
+                raise ConfigError(f"unknown key '{key}' in {where}; allowed: {', '.join(allowed)}{hint}")

@@ -18,11 +18,12 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from harness import schedules
 from harness.runner import StopRules
 from optimizers.base import ConfigError, Optimizer
 from optimizers.torch_batched import elementwise
 
-TOP_KEYS = ["problem", "optimizer", "lr", "steps", "seed", "dtype", "batch_size", "stop", "stats", "tracking", "members"]
+TOP_KEYS = ["problem", "optimizer", "schedule", "lr", "steps", "seed", "dtype", "batch_size", "stop", "stats", "tracking", "members"]
 STOP_KEYS = ["grad_tol", "x_tol", "target_loss", "divergence_factor"]
 STATS_KEYS = ["targets", "basin_tol"]
 TRACKING_KEYS = ["uri", "experiment", "parent_run_id", "swept", "resume"]
@@ -45,6 +46,7 @@ class Batch:
     rules: StopRules
     dtype: torch.dtype
     hashes: list[str] | None = None  # config_hash of each member, as composed (tagged on its run)
+    schedule: dict | None = None  # harness/schedules.py; None or name "constant": the lr as given
 
 
 def config_hash(c: Cfg) -> str:
@@ -186,6 +188,7 @@ def build_batch(members: list[Cfg]) -> Batch:
 
     target = import_target("optimizer._target_", first["optimizer"]["_target_"])
     stop = first["stop"]
+    schedule = schedules.validate(first.get("schedule", {"name": "constant"}), int(first["steps"]))
     rules = StopRules(
         steps=int(first["steps"]),
         grad_tol=stop["grad_tol"],
@@ -205,7 +208,7 @@ def build_batch(members: list[Cfg]) -> Batch:
                 raise ConfigError(f"optimizer ({c['optimizer']['_target_']}): {str(e).splitlines()[0]}") from None
             kws.append(kw)
         assert len(members) == 1 or elementwise(target, kws[0], dtype), "coupled torch.optim classes run one member at a time"
-        return Batch(members, problem, None, target, kws, rules, dtype, hashes)
+        return Batch(members, problem, None, target, kws, rules, dtype, hashes, schedule)
 
     if not callable(target):
         raise ConfigError(f"optimizer._target_={first['optimizer']['_target_']!r} is not allowed; allowed: an optimizer factory or a torch.optim.Optimizer class")
@@ -216,7 +219,11 @@ def build_batch(members: list[Cfg]) -> Batch:
     per_member["lr"] = [float(effective_lr(c)) for c in members]
     _check_signature("optimizer", target, per_member)
     opt = target(**per_member, batch=len(members), dtype=dtype)
-    return Batch(members, problem, opt, None, {}, rules, dtype, hashes)
+    if schedule["name"] != "constant" and not (isinstance(getattr(opt, "hyperparams", None), dict) and "lr" in opt.hyperparams):
+        raise ConfigError(f"schedule={schedule['name']} needs an optimizer that exposes its lr tensor; optimizer._target_="
+                          f"{first['optimizer']['_target_']} does not; allowed: schedule=constant, or return "
+                          "Optimizer(init, update, hyperparams={'lr': lr}) and read lr in update")
+    return Batch(members, problem, opt, None, {}, rules, dtype, hashes, schedule)
 
 
 def structure_key(c: Cfg) -> str:

@@ -56,4 +56,4 @@ def adagrad(
             sums.append(s)
         return new_params, AdagradState(t, sums)
 
-    return Optimizer(init, update)
+    return Optimizer(init, update, {"lr": lr})

@@ -53,7 +53,7 @@ def adam(
 
     uniform = bool((beta1 == beta1[0]).all() and (beta2 == beta2[0]).all())
     shared_betas = (float(beta1[0]), float(beta2[0])) if uniform else None
-    hp = Broadcast(lr=lr, wd=wd, b1=beta1, b2=beta2, eps=eps, one_minus_b1=1 - beta1, one_minus_b2=1 - beta2, decay=1 - lr * wd)
+    hp = Broadcast(lr=lr, wd=wd, b1=beta1, b2=beta2, eps=eps, one_minus_b1=1 - beta1, one_minus_b2=1 - beta2)
 
     def init(params: Params) -> AdamState:
         zeros = [torch.zeros_like(p) for p in params]
@@ -64,8 +64,8 @@ def adam(
         new_params, ms, vs, vmaxs = [], [], [], []
         for p, g, m, v, vmax in zip(params, grads, state.exp_avg, state.exp_avg_sq, state.max_exp_avg_sq):
             h = hp(p)
-            if decoupled_weight_decay:
-                p = p * h["decay"]
+            if decoupled_weight_decay:  # from lr at this update (a schedule may have changed it)
+                p = p * torch.rsub(h["lr"] * h["wd"], 1)
             else:
                 g = g + h["wd"] * p
             m = torch.lerp(m, g, h["one_minus_b1"])
@@ -84,7 +84,7 @@ def adam(
             vmaxs.append(vmax)
         return new_params, AdamState(t, ms, vs, vmaxs)
 
-    return Optimizer(init, update)
+    return Optimizer(init, update, {"lr": lr})
 
 
 def adamw(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2, amsgrad: bool = False, **kw) -> Optimizer:

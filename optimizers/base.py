@@ -17,10 +17,15 @@ class ConfigError(ValueError):
 
 
 class Optimizer(NamedTuple):
-    """A batched optimizer as a pair of pure functions (optax's ``GradientTransformation``)."""
+    """A batched optimizer as a pair of pure functions (optax's ``GradientTransformation``).
+
+    ``hyperparams`` exposes per-member tensors that ``update`` reads at every call; a schedule
+    (harness/schedules.py) writes ``hyperparams["lr"]`` in place before each update, so an update
+    must read lr there, not a value derived from it once (optax's ``inject_hyperparams``)."""
 
     init: Callable[[Params], Any]
     update: Callable[[Params, Any, Params], tuple[Params, Any]]
+    hyperparams: dict[str, Tensor] | None = None
 
 
 def per_member(value: Any, batch: int, dtype: torch.dtype, key: str, width: int | None = None) -> Tensor:

@@ -75,4 +75,4 @@ def rmsprop(
             bs.append(b)
         return new_params, RMSpropState(state.step + 1, vs, ms, bs)
 
-    return Optimizer(init, update)
+    return Optimizer(init, update, {"lr": lr})

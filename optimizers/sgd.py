@@ -71,4 +71,4 @@ def sgd(
             velocity.append(b)
         return new_params, SGDState(t, velocity)
 
-    return Optimizer(init, update)
+    return Optimizer(init, update, {"lr": lr})

@@ -66,9 +66,10 @@ def elementwise(cls: type, kwargs: dict, dtype: torch.dtype = torch.float64) -> 
     return _verdicts[key]
 
 
-def batched_step(cls: type, member_kwargs: list[dict], x: torch.Tensor) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+def batched_step(cls: type, member_kwargs: list[dict], x: torch.Tensor) -> tuple[Callable, Callable]:
     """A ``step(x, g) -> x_new`` over all members of ``x`` (rows), member i with ``member_kwargs[i]``:
-    one param group per distinct setting, holding the rows of the members that share it."""
+    one param group per distinct setting, holding the rows of the members that share it; and a
+    ``set_lrs(lrs)`` that gives each group the lr of its members (a schedule's, for the next step)."""
     settings: dict[str, list[int]] = {}
     for i, kw in enumerate(member_kwargs):
         settings.setdefault(json.dumps(kw, sort_keys=True), []).append(i)
@@ -88,4 +89,10 @@ def batched_step(cls: type, member_kwargs: list[dict], x: torch.Tensor) -> Calla
             out[r] = p.detach()
         return out
 
-    return step
+    first = [int(r[0]) for r in rows]  # members of a group share their setting, lr included
+
+    def set_lrs(lrs: list[float]) -> None:
+        for group, i in zip(opt.param_groups, first):
+            group["lr"] = lrs[i]
+
+    return step, set_lrs

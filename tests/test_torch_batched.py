@@ -80,6 +80,6 @@ def test_a_coupled_class_is_detected_and_runs_one_member_at_a_time():
     x = batches[0].problem.init()
     x3 = torch.cat([x, x + 1, x - 1])
     g3 = torch.cat([x, 2 * x + 1, x * x])
-    together = batched_step(NormalizedSGD, [{"lr": 0.1}] * 3, x3)(x3, g3)
-    alone = torch.cat([batched_step(NormalizedSGD, [{"lr": 0.1}], x3[i : i + 1])(x3[i : i + 1], g3[i : i + 1]) for i in range(3)])
+    together = batched_step(NormalizedSGD, [{"lr": 0.1}] * 3, x3)[0](x3, g3)
+    alone = torch.cat([batched_step(NormalizedSGD, [{"lr": 0.1}], x3[i : i + 1])[0](x3[i : i + 1], g3[i : i + 1]) for i in range(3)])
     assert not torch.allclose(together, alone)

@@ -65,7 +65,12 @@ def setup(rs: RunSet, df: pd.DataFrame) -> str:
     for cfg in analysis.configs(df):
         g = df[df.config == cfg]
         target = _values(g["params.optimizer._target_"]) if "params.optimizer._target_" in g else "–"
-        rows.append(["configuration", cfg, f"{target}: {_settings(g, 'params.optimizer.')}"])
+        sched = ""
+        if "params.schedule.name" in g and g["params.schedule.name"].notna().any():
+            sched = f"; schedule {_values(g['params.schedule.name'])}"
+            more = _settings(g, "params.schedule.", skip=("name",))
+            sched += f" ({more})" if more != "–" else ""
+        rows.append(["configuration", cfg, f"{target}: {_settings(g, 'params.optimizer.')}{sched}"])
     lrs = sorted(df["lr"].unique())
     seeds = sorted(df["seed"].unique())
     rows += [
