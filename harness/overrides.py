@@ -19,8 +19,22 @@ GROUPS = ("problem", "optimizer", "schedule", "grid")
 SECTIONS = {"stop": STOP_KEYS, "stats": STATS_KEYS, "tracking": TRACKING_KEYS}
 
 
-def options(group: str) -> list[str]:
-    return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
+def options(group: str, dirs: list[Path] = [CONF]) -> list[str]:  # noqa: B006 - read only
+    return sorted({p.stem for d in dirs for p in (d / group).glob("*.yaml")})
+
+
+def _option_file(group: str, option: str, dirs: list[Path]) -> Path:
+    return next((d / group / f"{option}.yaml" for d in dirs if (d / group / f"{option}.yaml").is_file()), CONF / group / f"{option}.yaml")
+
+
+def search_dirs(parsed) -> list[Path]:
+    """conf/, then the ``file://`` entries of ``hydra.searchpath`` (your own config directories)."""
+    dirs = [CONF]
+    for o in parsed:
+        if o.key_or_group == "hydra.searchpath":
+            entries = o.value() if isinstance(o.value(), list) else [o.value()]
+            dirs += [Path(str(e)[len("file://") :]).expanduser().resolve() for e in entries if str(e).startswith("file://")]
+    return dirs
 
 
 def preflight(args: list[str]) -> None:
@@ -33,12 +47,13 @@ def preflight(args: list[str]) -> None:
         parsed = OverridesParser.create().parse_overrides(tokens)
     except OverrideParseException:
         return  # Hydra's own message for a malformed override is already one clear sentence
+    dirs = search_dirs(parsed)
     choice = {"problem": ["rosenbrock"], "optimizer": ["adam"], "schedule": ["constant"]}  # the defaults, or every value swept
     for o in parsed:
         key = o.key_or_group
         if key in GROUPS and o.package is None:
             values = list(o.sweep_string_iterator()) if o.is_sweep_override() else [o.get_value_element_as_str()]
-            allowed = options(key)
+            allowed = options(key, dirs)
             for v in values:
                 if v not in allowed and not (key == "grid" and v == "null"):
                     raise ConfigError(f"{key}={v} is not allowed; allowed: {', '.join(allowed)}")
@@ -54,7 +69,7 @@ def preflight(args: list[str]) -> None:
         if not rest:
             continue
         for option in [None] if head in SECTIONS else choice[head]:
-            allowed = SECTIONS[head] if option is None else list(OmegaConf.load(CONF / head / f"{option}.yaml"))
+            allowed = SECTIONS[head] if option is None else list(OmegaConf.load(_option_file(head, option, dirs)))
             if rest.split(".")[0] not in allowed:
                 hint = " (add a new constructor argument with +)" if head == "optimizer" else ""
                 where = head if option is None else f"{head} {option}"
