@@ -46,6 +46,7 @@ bench: venv
 	$(PY) bench/cnn.py
 	$(PY) bench/report_scale.py
 	$(PY) bench/parallel.py
+	$(PY) bench/torch_classes.py
 
 lint: venv
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
