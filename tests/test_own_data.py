@@ -90,11 +90,22 @@ BAD = {
 
 
 @pytest.mark.parametrize("args, expected", BAD.values(), ids=BAD.keys())
-def test_a_bad_file_is_one_line_exit_2_and_nothing_stored(bad_files, args, expected):
-    p = run_cli([*args, "steps=5", f"tracking.uri=sqlite:///{bad_files / 'mlflow.db'}"], cwd=bad_files)
+def test_a_bad_file_is_refused_in_one_line_naming_what_is_wrong(bad_files, monkeypatch, args, expected):
+    from optimizers.base import ConfigError
+
+    monkeypatch.chdir(bad_files)  # relative paths start where the command runs
+    with pytest.raises(ConfigError) as e:
+        plan(make_cfg(*args, "steps=5"))
+    msg = str(e.value)
+    assert "\n" not in msg and all(piece in msg for piece in expected), msg
+
+
+def test_a_bad_file_from_the_command_line_exits_2_and_stores_nothing(bad_files):
+    p = run_cli(["problem=linear_regression", "problem.dataset=words.csv", "steps=5", f"tracking.uri=sqlite:///{bad_files / 'mlflow.db'}"],
+                cwd=bad_files)
     err = p.stderr.strip()
     assert p.returncode == 2 and "Traceback" not in p.stderr and len(err.splitlines()) == 1, p.stderr
-    assert err.startswith("error: ") and all(piece in err for piece in expected), err
+    assert err == "error: problem.dataset='words.csv': row 3, column 'b' holds 'five'; allowed: numbers only"
     assert not (bad_files / "mlflow.db").exists()
 
 

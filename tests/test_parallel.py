@@ -162,4 +162,3 @@ def test_a_parallel_sweep_through_an_mlflow_server_over_postgresql_stores_every_
         c = MlflowClient(db)
         kids = c.search_runs([c.get_experiment_by_name("direct").experiment_id], "tags.`mlflow.parentRunId` != ''")
         assert len(kids) == TOTAL and all(r.info.status == "FINISHED" for r in kids)
-        assert "Sweep already complete" in run_cli(direct, cwd=tmp_path).stdout  # resume reads PostgreSQL too

@@ -101,7 +101,6 @@ def test_a_schedule_is_a_configuration_in_the_sweep_summary_and_report(tmp_path,
 
 
 BAD = {
-    "unknown schedule": (["schedule=linear"], "schedule=linear"),
     "gamma above 1": (["schedule=step", "schedule.gamma=2"], "schedule.gamma=2 is not allowed; allowed: a number in (0, 1]"),
     "zero step_size": (["schedule=step", "schedule.step_size=0"], "schedule.step_size=0 is not allowed; allowed: an integer >= 1"),
     "warm-up as long as the run": (["schedule=warmup_cosine", "schedule.warmup_steps=50"], "schedule.warmup_steps=50 is not allowed; allowed: an integer 1..49"),
@@ -111,9 +110,17 @@ BAD = {
 
 
 @pytest.mark.parametrize("args, expected", BAD.values(), ids=BAD.keys())
-def test_bad_schedule_settings_are_one_line_and_store_nothing(tmp_path, args, expected):
+def test_bad_schedule_settings_are_refused_in_one_line(args, expected):
+    from optimizers.base import ConfigError
+
+    with pytest.raises(ConfigError) as e:
+        plan(make_cfg("steps=50", *args))
+    assert str(e.value) == expected or expected in str(e.value), str(e.value)
+
+
+@pytest.mark.parametrize("args, expected", [(["schedule=linear"], "error: schedule=linear is not allowed; allowed: constant, cosine, step, warmup_cosine"),
+                                            (["schedule=step", "schedule.gamma=2"], "error: schedule.gamma=2 is not allowed; allowed: a number in (0, 1]")])
+def test_bad_schedules_from_the_command_line_exit_2_and_store_nothing(tmp_path, args, expected):
     p = run_cli(["steps=50", f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}", *args], cwd=tmp_path)
-    err = p.stderr.strip()
-    assert p.returncode == 2 and len(err.splitlines()) == 1 and "Traceback" not in p.stderr, p.stderr
-    assert err.startswith("error: ") and expected in err, err
+    assert p.returncode == 2 and p.stderr.strip() == expected and "Traceback" not in p.stderr, p.stderr
     assert not (tmp_path / "mlflow.db").exists()
