@@ -84,6 +84,7 @@ def test_diverged_runs_are_reported_not_dropped(sweep_store):
 def test_report_on_empty_store_fails_clearly(tmp_path, capsys):
     uri = f"sqlite:///{tmp_path / 'empty.db'}"
     MlflowClient(uri).search_experiments()  # an empty, valid store
+    capsys.readouterr()  # MLflow's own log lines from creating it
     assert report_main(["--uri", uri, "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: no experiment 'harness'") and len(err.splitlines()) == 1
