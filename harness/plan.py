@@ -12,6 +12,7 @@ import importlib
 import inspect
 import json
 import math
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -100,10 +101,30 @@ def member_configs(cfg: DictConfig) -> list[tuple[Cfg, list[str]]]:
     out = []
     for overrides in members:
         c = copy.deepcopy(base)
-        for o in parser.parse_overrides(list(overrides)):
+        rest = []
+        for text in overrides:
+            kv = _plain_number(text)
+            if kv is None:
+                rest.append(text)
+            else:
+                _set(c, *kv)
+        for o in parser.parse_overrides(rest) if rest else ():
             _set(c, o.key_or_group, o.value())
         out.append((c, list(overrides)))
     return out
+
+
+_PLAIN = re.compile(r"([A-Za-z_][\w.]*)=(-?)(?:(0|[1-9]\d*)|((?:(?:0|[1-9]\d*)\.\d*|\.\d+)(?:[eE][-+]?\d+)?|(?:0|[1-9]\d*)[eE][-+]?\d+))")
+
+
+def _plain_number(text: str) -> tuple[str, int | float] | None:
+    """``key=3`` or ``key=1e-3`` as Hydra's parser reads them (int, float), without the parser:
+    a sweep's members are almost all such overrides, and the parser costs ~1 ms each."""
+    m = _PLAIN.fullmatch(text)
+    if m is None:
+        return None
+    key, sign, integer, real = m.groups()
+    return key, (int(sign + integer) if integer is not None else float(sign + real))
 
 
 def effective_lr(c: Cfg) -> Any:

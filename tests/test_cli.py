@@ -140,3 +140,19 @@ def test_a_failing_job_leaves_no_run_running(tmp_path, store):
     _, runs = runs_of(store)
     assert runs and all(r.info.status != "RUNNING" for r in runs)
     assert [r.info.status for r in runs if "mlflow.parentRunId" not in r.data.tags] == ["FAILED"]
+
+
+@pytest.mark.parametrize("text", ["lr=0.001", "lr=1e-3", "lr=1E5", "lr=-0.5", "lr=1.", "lr=.5", "lr=007.5", "seed=3", "seed=0", "seed=-2",
+                                  "seed=007", "lr=00.5", "lr=00e5", "lr=1e05", "lr=0e5", "lr=1.e5", "lr=+1", "lr=1_000", "optimizer.momentum=0.9", "lr=inf", "lr=nan", "lr=0x10", "lr=1e", "lr=abc"])
+def test_members_numbers_are_read_as_hydra_reads_them(text):
+    """The fast path for plain numeric member overrides gives exactly Hydra's parse, or steps aside."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from harness.plan import _plain_number
+
+    (o,) = OverridesParser.create().parse_overrides([text])
+    fast = _plain_number(text)
+    if text in ("lr=0.001", "lr=1e-3", "seed=3", "seed=0", "lr=-0.5", "optimizer.momentum=0.9"):
+        assert fast is not None  # a sweep's usual members take the fast path
+    if fast is not None:
+        assert fast == (o.key_or_group, o.value()) and type(fast[1]) is type(o.value())
