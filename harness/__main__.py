@@ -47,7 +47,7 @@ def main(cfg: DictConfig) -> list[dict]:
 def _end_with_the_sweep() -> None:
     """In a worker process of a parallel launcher (joblib, submitit_local), have the kernel kill this
     process when the sweep's process dies, even by ``kill -9``: otherwise the worker would go on
-    running the groups already handed to it, unattended."""
+    running the groups already handed to it, unattended. Ctrl-C is left to the sweep's process."""
     pid = os.environ.get("HARNESS_SWEEP_PID")
     if not pid or not sys.platform.startswith("linux") or os.getppid() != int(pid):
         return
@@ -56,6 +56,10 @@ def _end_with_the_sweep() -> None:
     ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     if os.getppid() != int(pid):  # the sweep died before the call
         os._exit(1)
+    # Ctrl-C reaches every process of the terminal's foreground group; the sweep's process answers it
+    # (one line, parent run KILLED) and ends its workers. A worker must not print a traceback of its
+    # own, including between two jobs, so it ignores SIGINT from its first job on.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _raise_interrupt(signum, frame) -> None:
