@@ -244,7 +244,7 @@ def build_batch(members: list[Cfg]) -> Batch:
         raise ConfigError(f"schedule={schedule['name']} needs an optimizer that exposes its lr tensor; optimizer._target_="
                           f"{first['optimizer']['_target_']} does not; allowed: schedule=constant, or return "
                           "Optimizer(init, update, hyperparams={'lr': lr}) and read lr in update")
-    return Batch(members, problem, opt, None, {}, rules, dtype, hashes, schedule)
+    return Batch(members, problem, opt, None, [], rules, dtype, hashes, schedule)
 
 
 def structure_key(c: Cfg) -> str:
@@ -257,12 +257,9 @@ def structure_key(c: Cfg) -> str:
     opt = d.get("optimizer") or {}
     target = import_target("optimizer._target_", opt.get("_target_"))
     if inspect.isclass(target) and issubclass(target, torch.optim.Optimizer):
-        kw = _kwargs(opt) | {"lr": float(effective_lr(c))}
-        try:
-            if not elementwise(target, kw, DTYPES.get(str(c.get("dtype")), torch.float64)):
-                return json.dumps([id(c)])  # couples elements: one member at a time
-        except Exception:
-            return json.dumps([id(c)])  # bad settings: build_batch says why, for this member alone
+        lr = effective_lr(c)
+        if not is_number(lr) or not elementwise(target, _kwargs(opt) | {"lr": float(lr)}, DTYPES.get(str(c.get("dtype")), torch.float64)):
+            return json.dumps([id(c)])  # couples elements, or a bad value that build_batch names: one member at a time
     d["optimizer"] = {k: v for k, v in opt.items() if not (is_number(v) or (isinstance(v, list) and all(map(is_number, v))))}
     return json.dumps(d, sort_keys=True, default=str)
 

@@ -45,17 +45,25 @@ def resolve_uri(configured: str | None) -> str:
 BUSY_TIMEOUT_MS = 600_000  # how long a sqlite writer waits for another one (a big batch takes seconds)
 
 
+def _sqlite_file(uri: str) -> Path | None:
+    """The file of a sqlite store's URI; None for other stores and in-memory sqlite."""
+    if not uri.startswith("sqlite:///") or uri.endswith(":memory:"):
+        return None
+    return Path(uri[len("sqlite:///") :])
+
+
 @contextmanager
 def creation_lock(uri: str):
     """Hold an exclusive lock on a sqlite store's directory while it is opened, so that a new store
     is created (its schema migrated) by exactly one process, however many start at once: the
     others wait, then find it made. Other stores need no lock (a server or a database serialises)."""
-    if not uri.startswith("sqlite:///") or uri.endswith(":memory:"):
+    path = _sqlite_file(uri)
+    if path is None:
         yield
         return
     import fcntl
 
-    fd = os.open(Path(uri[len("sqlite:///") :]).parent, os.O_RDONLY)
+    fd = os.open(path.parent, os.O_RDONLY)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
@@ -74,10 +82,8 @@ def seed_new_sqlite(uri: str) -> bool:
     Default experiment's artifact location and time, which are set as MLflow sets them here.
     Returns False, and leaves creation to MLflow, where the cache cannot be used. Call it under
     :func:`creation_lock`."""
-    if not uri.startswith("sqlite:///") or uri.endswith(":memory:"):
-        return False
-    path = Path(uri[len("sqlite:///") :])
-    if path.exists() or not path.parent.is_dir():
+    path = _sqlite_file(uri)
+    if path is None or path.exists() or not path.parent.is_dir():
         return False
     import fcntl
     import shutil

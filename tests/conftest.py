@@ -36,6 +36,16 @@ def run_cli(args: list[str], cwd: Path, env: dict | None = None, timeout: float 
     )
 
 
+def sweep_runs(uri: str) -> tuple[list, list]:
+    """(sweep parent runs, member runs) in the store's ``harness`` experiment; ([], []) before it exists."""
+    from mlflow import MlflowClient
+
+    c = MlflowClient(uri)
+    exp = c.get_experiment_by_name("harness")
+    rs = c.search_runs([exp.experiment_id], max_results=5000) if exp else []
+    return [r for r in rs if r.data.tags.get("harness.sweep") == "true"], [r for r in rs if "mlflow.parentRunId" in r.data.tags]
+
+
 def terminal_sigint() -> None:
     """For a child that will get Ctrl-C: a shell starts background jobs with SIGINT ignored, and
     children inherit that; a terminal's foreground process has the default disposition."""

@@ -15,6 +15,7 @@ import pytest
 from mlflow import MlflowClient
 
 from tests.conftest import ROOT, make_cfg, run_cli
+from tests.conftest import sweep_runs as runs
 from tests.servers import mlflow_server, postgres
 
 # Two groups (one per problem) of four members; logistic regression's gradient goes through
@@ -23,14 +24,6 @@ from tests.servers import mlflow_server, postgres
 SWEEP = ["-m", "problem=rosenbrock,logistic_regression", "optimizer=adam", "lr=0.001,0.01", "seed=0,1", "steps=60"]
 TOTAL = 8
 TIMING = ("wall_time_s", "time_per_step_s")
-
-
-def runs(uri: str) -> tuple[list, list]:
-    """(parent runs, member runs) in the store."""
-    c = MlflowClient(uri)
-    exp = c.get_experiment_by_name("harness")
-    rs = c.search_runs([exp.experiment_id], max_results=5000) if exp else []
-    return [r for r in rs if r.data.tags.get("harness.sweep") == "true"], [r for r in rs if "mlflow.parentRunId" in r.data.tags]
 
 
 def curves(uri: str) -> dict[str, dict[str, list[tuple[int, float]]]]:

@@ -17,16 +17,10 @@ import pytest
 from mlflow import MlflowClient
 
 from tests.conftest import run_cli, terminal_sigint
+from tests.conftest import sweep_runs as members
 
 SWEEP = ["-m", "problem=rosenbrock,himmelblau,rastrigin,quadratic", "optimizer=gd", "lr=0.001,0.002", "steps=20000"]
 TOTAL = 8
-
-
-def members(uri: str) -> tuple[list, list]:
-    """(parent runs, member runs) in the store."""
-    c = MlflowClient(uri)
-    runs = c.search_runs([c.get_experiment_by_name("harness").experiment_id], max_results=1000)
-    return [r for r in runs if r.data.tags.get("harness.sweep") == "true"], [r for r in runs if "mlflow.parentRunId" in r.data.tags]
 
 
 def curves(uri: str) -> dict[str, list[float]]:

@@ -201,9 +201,10 @@ class BatchSweeper(Sweeper):
             name = f"sweep {time.strftime('%Y-%m-%d %H:%M:%S')} ({total} runs)"
             parent = tracker.start_parent(name, {"harness.sweep": "true", "harness.runs": str(total), SWEEP_HASH: sweep_hash, **provenance()})
         todo = sum(len(m) for _, m in groups)
-        if self.workers() > len(groups):
-            groups = split(groups, self.workers())
-            log.info(f"Split into {len(groups)} batched jobs for {self.workers()} workers")
+        workers = self.workers()
+        if workers > len(groups):
+            groups = split(groups, workers)
+            log.info(f"Split into {len(groups)} batched jobs for {workers} workers")
         extra = [f"tracking.uri={_quote(uri)}", f"tracking.parent_run_id={parent}", "tracking.swept=[" + ",".join(_quote(k) for k in self.swept) + "]"]
         os.environ["HARNESS_SWEEP_PID"] = str(os.getpid())  # workers end with this process (harness/__main__.py)
         status, results, failed = "FAILED", [], []
@@ -216,15 +217,14 @@ class BatchSweeper(Sweeper):
                 failed = self.collect(groups, returns, results)
             else:
                 done, t0 = 0, time.perf_counter()
-                for i in range(len(groups)):
-                    chunk = groups[i : i + 1]
-                    batch = [self.job_overrides(c, m, extra) for c, m in chunk]
-                    failed += self.collect(chunk, self.launcher.launch(batch, initial_job_idx=i), results)
-                    done += sum(len(m) for _, m in chunk)
+                for i, (common, members) in enumerate(groups):
+                    job = [self.job_overrides(common, members, extra)]
+                    failed += self.collect([(common, members)], self.launcher.launch(job, initial_job_idx=i), results)
+                    done += len(members)
                     el = time.perf_counter() - t0
                     eta = el / done * (todo - done)
                     div = sum(int(r.get("diverged", 0)) for r in results)
-                    log.info(f"[{done}/{todo} runs] {min(i + len(chunk), len(groups))}/{len(groups)} jobs, {div} diverged, {el:.1f} s elapsed, ETA {eta:.1f} s")
+                    log.info(f"[{done}/{todo} runs] {i + 1}/{len(groups)} jobs, {div} diverged, {el:.1f} s elapsed, ETA {eta:.1f} s")
             status = "FAILED" if failed else "FINISHED"
         except KeyboardInterrupt:
             status = "KILLED"
