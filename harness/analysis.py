@@ -24,6 +24,7 @@ Definitions (the report's "How to read" section and the README state them too):
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -47,6 +48,11 @@ def parse_param(v):
     """A logged param string back to its value (params are str() of the resolved config)."""
     if not isinstance(v, str):
         return v
+    return _parse_str(v)
+
+
+@functools.lru_cache(maxsize=65536)  # 10,000 runs x 30 params share a few hundred distinct strings
+def _parse_str(v: str):
     if v in ("None", "True", "False"):
         return {"None": None, "True": True, "False": False}[v]
     try:
@@ -57,16 +63,24 @@ def parse_param(v):
 
 def canonical(v) -> str:
     """One spelling per value, so ``0`` and ``0.0`` (or ``[1, 2]`` and ``[1.0, 2.0]``) are one configuration."""
-    def walk(p):
-        if isinstance(p, bool) or p is None or isinstance(p, str):
-            return str(p)
-        if isinstance(p, (int, float)):
-            return format(float(p), ".12g")
-        if isinstance(p, (list, tuple)):
-            return "[" + ", ".join(walk(x) for x in p) + "]"
-        return str(p)
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "–"
+    return _canonical_str(v) if isinstance(v, str) else _spell(v)
 
-    return "–" if v is None or (isinstance(v, float) and math.isnan(v)) else walk(parse_param(v))
+
+def _spell(p) -> str:
+    if isinstance(p, bool) or p is None or isinstance(p, str):
+        return str(p)
+    if isinstance(p, (int, float)):
+        return format(float(p), ".12g")
+    if isinstance(p, (list, tuple)):
+        return "[" + ", ".join(_spell(x) for x in p) + "]"
+    return str(p)
+
+
+@functools.lru_cache(maxsize=65536)
+def _canonical_str(v: str) -> str:
+    return _spell(parse_param(v))
 
 
 def _short(key: str) -> str:

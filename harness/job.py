@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import logging
 import math
 from dataclasses import dataclass
@@ -15,7 +14,16 @@ from omegaconf import DictConfig
 from harness import runner, schedules
 from harness.plan import Batch, effective_lr, plan
 from harness.stats import member_stats
-from harness.store import CONFIG_HASH, RunRecord, Tracker, check_reachable, experiment_name, resolve_uri, sample_steps
+from harness.store import (
+    CONFIG_HASH,
+    CURVES,
+    RunRecord,
+    Tracker,
+    check_reachable,
+    curves_artifact,
+    experiment_name,
+    resolve_uri,
+)
 from optimizers.torch_batched import batched_step
 
 log = logging.getLogger("harness")
@@ -183,14 +191,8 @@ def record(r: MemberResult, f_star: float | None) -> RunRecord:
         curves["epoch"] = np.arange(len(r.loss)) * r.epoch_per_step
     if f_star is not None:
         curves["suboptimality"] = np.maximum(r.loss - f_star, 0.0)
-    artifacts = {"config.yaml": yaml.dump(r.config, Dumper=_Dumper, sort_keys=False)}
-    if r.trajectory is not None:
-        idx = sample_steps(len(r.loss))
-        table = np.column_stack([idx, r.trajectory[idx], r.loss[idx]])
-        buf = io.StringIO()
-        cols = ",".join(f"x{j + 1}" for j in range(r.trajectory.shape[1]))
-        np.savetxt(buf, table, fmt=["%d"] + ["%.17g"] * (table.shape[1] - 1), delimiter=",", header=f"step,{cols},loss", comments="")
-        artifacts["trajectory.csv"] = buf.getvalue()
+    artifacts = {"config.yaml": yaml.dump(r.config, Dumper=_Dumper, sort_keys=False),
+                 CURVES: curves_artifact(r.loss, r.grad_norm, r.elapsed, r.trajectory, r.sparse, r.epoch_per_step, f_star)}
     summary = {k: v for k, v in r.summary.items() if not (k == "linear_rate" and math.isnan(v))}
     return RunRecord(r.name, params, r.tags, summary, curves, r.started_at, r.elapsed, artifacts, r.sparse or {})
 

@@ -9,6 +9,7 @@ from mlflow import MlflowClient
 
 from harness.job import results, run_batch
 from harness.plan import plan
+from harness.store import load_curves, ui_steps
 from tests.conftest import ROOT, make_cfg, members, run_cli
 
 
@@ -43,12 +44,17 @@ def test_quoted_multirun_as_typed(tmp_path):
         assert prm["optimizer.lr"] == prm["lr"] and prm["dtype"] == "float64"  # what ran, not the defaults
         hist = client.get_metric_history(r.info.run_id, "loss")
         steps = sorted(h.step for h in hist)
-        assert len(steps) == 501 and steps[0] == 0 and steps[-1] == 2000  # 2000 steps -> sampled
-        assert len(client.get_metric_history(r.info.run_id, "suboptimality")) == 501
+        assert steps == ui_steps(2001).tolist() and steps[0] == 0 and steps[-1] == 2000  # 2000 steps -> sampled for the UI
+        assert 15 <= len(steps) <= 25 and steps[:4] == [0, 1, 2, 5]  # dense at the start, then spread to the end
+        assert [h.step for h in client.get_metric_history(r.info.run_id, "suboptimality")] == steps
         sub = {h.step: h.value for h in client.get_metric_history(r.info.run_id, "suboptimality")}
         assert sub[2000] == pytest.approx(m["final_suboptimality"], rel=1e-12)
         arts = {a.path for a in client.list_artifacts(r.info.run_id)}
-        assert {"config.yaml", "trajectory.csv"} <= arts
+        assert arts == {"config.yaml", "curves.npz"}
+        full = load_curves(client.download_artifacts(r.info.run_id, "curves.npz", str(tmp_path)))
+        assert len(full["loss"]) == len(full["grad_norm"]) == len(full["suboptimality"]) == 2001  # every step
+        assert full["suboptimality"][-1] == pytest.approx(m["final_suboptimality"], rel=1e-6)
+        assert full["x"].shape == (501, 2) and full["loss"][0] == pytest.approx(sub[0], rel=1e-6)
         cfg = yaml.safe_load(open(client.download_artifacts(r.info.run_id, "config.yaml", str(tmp_path))).read())
         assert cfg["optimizer"]["lr"] == cfg["lr"] == float(prm["lr"]) and cfg["dtype"] == "float64"
     exp = client.get_experiment_by_name("harness")
@@ -57,19 +63,26 @@ def test_quoted_multirun_as_typed(tmp_path):
 
 
 def test_logged_curves_equal_the_computation_and_short_runs_log_every_step(tmp_path, store):
-    args = ["problem=himmelblau", "optimizer=momentum", "steps=300", f"tracking.uri={store}", "-m", "lr=0.001,0.003", "seed=0,1"]
+    args = ["problem=himmelblau", "optimizer=momentum", "steps=200", f"tracking.uri={store}", "-m", "lr=0.001,0.003", "seed=0,1"]
     p = run_cli(args, cwd=tmp_path)
     assert p.returncode == 0, p.stderr
     client, runs = runs_of(store)
     children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
     assert len(children) == 4
     # recompute one member in-process and compare with what the store holds
-    (batch,), (ov,) = plan(make_cfg("problem=himmelblau", "optimizer=momentum", "steps=300", members({"lr": 0.003, "seed": 1})))
+    (batch,), (ov,) = plan(make_cfg("problem=himmelblau", "optimizer=momentum", "steps=200", members({"lr": 0.003, "seed": 1})))
     res = run_batch(batch)
     (run,) = [r for r in children if r.data.params["lr"] == "0.003" and r.data.params["seed"] == "1"]
     hist = sorted(client.get_metric_history(run.info.run_id, "loss"), key=lambda h: h.step)
-    assert [h.step for h in hist] == list(range(301))
+    assert [h.step for h in hist] == list(range(201))  # up to 200 steps: every step in the UI
     np.testing.assert_array_equal([h.value for h in hist], res.loss[:, 0])
+    grad = sorted(client.get_metric_history(run.info.run_id, "grad_norm"), key=lambda h: h.step)
+    np.testing.assert_array_equal([h.value for h in grad], res.grad_norm[:, 0])
+    full = load_curves(client.download_artifacts(run.info.run_id, "curves.npz", str(tmp_path)))  # and in curves.npz
+    np.testing.assert_allclose(full["loss"], res.loss[:, 0], rtol=1e-6)
+    np.testing.assert_allclose(full["grad_norm"], res.grad_norm[:, 0], rtol=1e-6)
+    np.testing.assert_allclose(full["x"], res.trajectory[:, 0], rtol=1e-6)
+    np.testing.assert_array_equal(full["x_final"], res.trajectory[-1, 0])
     assert run.data.tags["basin"] == results(batch, res)[0].tags["basin"]
 
 

@@ -107,7 +107,8 @@ def test_interrupted_sweep_resumes_to_the_uninterrupted_result(tmp_path, referen
                          ids=["Ctrl-C while importing", "Ctrl-C while validating", "SIGTERM while validating"])
 def test_interrupt_while_starting_stores_nothing(tmp_path, sig, after):
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
-    p = subprocess.Popen([sys.executable, "-m", "harness", "tracking.uri=sqlite:///" + str(tmp_path / "mlflow.db"), *SWEEP],
+    many = ["seed=range(3000)"] if after > 1 else []  # 24,000 members: validation takes seconds, not a blink
+    p = subprocess.Popen([sys.executable, "-m", "harness", "tracking.uri=sqlite:///" + str(tmp_path / "mlflow.db"), *SWEEP, *many],
                          cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=terminal_sigint)
     time.sleep(after)  # imports, then composition and validation: before any run exists
     p.send_signal(sig)

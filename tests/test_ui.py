@@ -63,4 +63,4 @@ def test_server_finds_sweeps_logged_through_it_and_bulk_written_to_sqlite(server
         ]
         assert sorted(h["step"] for h in hist) == list(range(101))
         arts = call(base, f"/api/2.0/mlflow/artifacts/list?run_id={r['info']['run_id']}")
-        assert {"config.yaml", "trajectory.csv"} <= {f["path"] for f in arts.get("files", [])}
+        assert {"config.yaml", "curves.npz"} <= {f["path"] for f in arts.get("files", [])}

@@ -104,7 +104,12 @@ class BatchSweeper(Sweeper):
         args = [f"{k}={v}" for k, v in self.params.items()] + list(arguments)
         jobs = BasicSweeper.split_arguments(parser.parse_overrides(args), None)[0]
         values: dict[str, list] = defaultdict(list)
-        parsed = [parser.parse_overrides(job) for job in jobs]
+        one: dict[str, Any] = {}  # each distinct override string parsed once (10,000 jobs share ~100 of them)
+        for job in jobs:
+            for text in job:
+                if text not in one:
+                    one[text] = parser.parse_overrides([text])[0]
+        parsed = [[one[text] for text in job] for job in jobs]
         for job in parsed:
             for o in job:
                 values[o.key_or_group].append(o.value())
@@ -127,10 +132,17 @@ class BatchSweeper(Sweeper):
                 out.append((list(common), members[i : i + int(min(size, len(members)))]))
         return out
 
-    @staticmethod
-    def job_overrides(common: list[str], members: list[list[str]], extra: list[str]) -> list[str]:
-        encoded = "[" + ",".join("[" + ",".join(_quote(m) for m in mem) + "]" for mem in members) + "]"
-        return list(common) + extra + [f"members={encoded}"]
+    def job_overrides(self, common: list[str], members: list[list[str]], extra: list[str], index: int) -> list[str]:
+        """A batched job's overrides: its common ones, and ``members=<file>``, a JSON file in the sweep
+        directory that lists the members' overrides (Hydra's parser would take ~1 s for 2,000 of them)."""
+        import json
+        from pathlib import Path
+
+        folder = Path(str(self.config.hydra.sweep.dir)).resolve() / ".members"
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"job{index}.json"
+        path.write_text(json.dumps(members))
+        return list(common) + extra + [f"members={_quote(str(path))}"]
 
     @staticmethod
     def collect(groups, returns: Sequence[JobReturn], results: list) -> list:
@@ -163,12 +175,10 @@ class BatchSweeper(Sweeper):
         hashes: dict[tuple, str] = {}  # (common, member) overrides -> the member's config hash
         try:
             for common, members in groups:
-                cfg = self.hydra_context.config_loader.load_sweep_config(
-                    self.config, self.job_overrides(common, members, [])
-                )
+                cfg = self.hydra_context.config_loader.load_sweep_config(self.config, list(common))
                 with open_dict(cfg):
                     del cfg["hydra"]
-                for b, ovs in zip(*plan(cfg)):
+                for b, ovs in zip(*plan(cfg, members)):
                     hashes.update({(tuple(common), tuple(ov)): h for ov, h in zip(ovs, b.hashes)})
             check_reachable(uri)
             tracker = Tracker(uri, experiment_name(self.config.tracking.experiment))
@@ -211,14 +221,14 @@ class BatchSweeper(Sweeper):
         before = total - todo
         try:
             if self.parallel:  # every group at once; progress comes from the store
-                batch = [self.job_overrides(c, m, extra) for c, m in groups]
+                batch = [self.job_overrides(c, m, extra, i) for i, (c, m) in enumerate(groups)]
                 with Progress(tracker, parent, before, todo):
                     returns: Sequence[JobReturn] = self.launcher.launch(batch, initial_job_idx=0)
                 failed = self.collect(groups, returns, results)
             else:
                 done, t0 = 0, time.perf_counter()
                 for i, (common, members) in enumerate(groups):
-                    job = [self.job_overrides(common, members, extra)]
+                    job = [self.job_overrides(common, members, extra, i)]
                     failed += self.collect([(common, members)], self.launcher.launch(job, initial_job_idx=i), results)
                     done += len(members)
                     el = time.perf_counter() - t0

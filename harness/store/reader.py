@@ -1,0 +1,266 @@
+"""Reading runs back: a sweep's (or a filter's) finished runs as one table, their curves and trajectories,
+for the sweep summary and the report. A sqlite store at the pinned schema is read with sqlite3 alone;
+other stores, and MLflow filter strings, go through MLflow's client."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from harness.store.location import check_reachable, local_artifact_dir, sqlite_file
+from harness.store.records import CURVES, load_curves
+from harness.store.tables import MAX_FLOAT, PARENT_TAG, Tables, unclip
+from optimizers.base import ConfigError
+
+
+class StoreError(Exception):
+    """Runs cannot be read; the message says why and what to do (one line)."""
+
+
+@dataclass
+class RunSet:
+    """Finished runs read back from a store: one row per run (``params.*``, ``metrics.*``, ``tags.*``)."""
+
+    uri: str
+    experiment: str
+    runs: object  # pandas DataFrame
+    parents: dict[str, dict]  # parent run id -> {"name", "status", "start_time", "tags"} of the sweeps involved
+    sweep: str | None = None  # the sweep's parent run id when one sweep was read
+    filter: str | None = None
+    unfinished: int = 0  # member runs present but not FINISHED
+    tables: Tables | None = None
+    curve_cache: dict = field(default_factory=dict)
+    _client: object = None
+
+    @property
+    def client(self):
+        """An MlflowClient, made when first needed (importing MLflow costs ~1.5 s)."""
+        if self._client is None:
+            self._client = open_client(self.uri)
+        return self._client
+
+
+def open_client(uri: str):
+    """An MlflowClient for ``uri`` that fails fast and creates nothing: a missing sqlite file is an
+    error (MLflow would create an empty store), and a server must answer /health within 5 s."""
+    import logging
+
+    _check_exists(uri)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
+    from mlflow import MlflowClient
+
+    return MlflowClient(uri)
+
+
+def _check_exists(uri: str) -> None:
+    path = sqlite_file(uri)
+    if uri.startswith("sqlite:///"):
+        if path is None or not path.is_file():
+            raise StoreError(f"--uri {uri}: no such store (file {path} does not exist); allowed: an existing sqlite file, a server URI or a database URI")
+    else:
+        try:
+            check_reachable(uri)
+        except ConfigError as e:
+            raise StoreError(str(e)) from None
+
+
+def _sql_tables(client) -> Tables | None:
+    """MLflow's tables behind a client of a SQL store (None for a server)."""
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    store = client._tracking_client.store
+    if not isinstance(store, SqlAlchemyStore):
+        return None
+    mark = {"qmark": "?", "numeric": "?", "format": "%s", "pyformat": "%s"}[store.engine.dialect.paramstyle]
+    return Tables(store.engine.raw_connection(), mark)
+
+
+def read_runs(uri: str, experiment: str, sweep: str | None = None, filter_string: str | None = None) -> RunSet:
+    """The finished runs of one sweep (``sweep``: its parent run id; default: the latest sweep),
+    or of every run matching an MLflow filter string (sweep members and single runs alike)."""
+    _check_exists(uri)
+    path = sqlite_file(uri)
+    tables = Tables.open_sqlite(path) if path is not None and not filter_string else None
+    client = None
+    if tables is None:
+        client = open_client(uri)
+        tables = _sql_tables(client)
+    if client is None:
+        found = tables.experiment(experiment)
+        exp_id = found[0] if found else None
+    else:
+        exp = client.get_experiment_by_name(experiment)
+        exp_id = exp.experiment_id if exp else None
+    if exp_id is None:
+        raise StoreError(f"no experiment '{experiment}' in {uri}: run a sweep first (python -m harness ... -m lr=...)")
+    if not filter_string and not sweep:
+        if client is None:
+            sweep = tables.latest_sweep(exp_id)
+        else:
+            latest = client.search_runs([exp_id], "tags.`harness.sweep` = 'true'", order_by=["attributes.start_time DESC"], max_results=1)
+            sweep = latest[0].info.run_id if latest else None
+        if not sweep:
+            raise StoreError(f"no sweep in experiment '{experiment}' of {uri}: run one with -m, or pass --filter")
+    flt = filter_string or f"tags.`{PARENT_TAG}` = '{sweep}'"
+    df = _search(client, tables, exp_id, flt, sweep if not filter_string else None)
+    if filter_string and not df.empty and "tags.harness.sweep" in df:
+        df = df[df["tags.harness.sweep"] != "true"]
+    unfinished = int((df["status"] != "FINISHED").sum()) if not df.empty else 0
+    df = df[df["status"] == "FINISHED"].reset_index(drop=True) if not df.empty else df
+    parent_ids = set(df[f"tags.{PARENT_TAG}"].dropna()) if f"tags.{PARENT_TAG}" in df else set()
+    if sweep:
+        parent_ids.add(sweep)
+    parents = {}
+    for pid in sorted(parent_ids):
+        if tables is not None:
+            parents[pid] = tables.run_info(pid)
+        else:
+            r = client.get_run(pid)
+            parents[pid] = {"name": r.info.run_name, "status": r.info.status, "start_time": r.info.start_time, "tags": dict(r.data.tags)}
+    if df.empty:
+        where = f"sweep {sweep}" if sweep else f"filter {filter_string!r}"
+        raise StoreError(f"no finished runs for {where} in experiment '{experiment}' of {uri}")
+    return RunSet(uri, experiment, df, parents, sweep, filter_string, unfinished, tables, _client=client)
+
+
+def _search(client, tables: Tables | None, experiment_id: str, flt: str, sweep: str | None):
+    """All runs matching ``flt`` as a DataFrame (params.*, metrics.*, tags.* columns).
+
+    For SQL stores the params, latest metrics and tags are read in three queries (building MLflow's
+    entity objects for 1,000 runs costs seconds); MLflow's search selects the runs of other filters."""
+    import pandas as pd
+
+    if tables is not None:
+        if sweep is not None:
+            ids = tables.members(experiment_id, sweep)
+        else:
+            ids = [r.info.run_id for r in all_pages(client, experiment_id, flt)]
+        return tables.frame(ids)
+    rows = []
+    for r in all_pages(client, experiment_id, flt):
+        row = {"run_id": r.info.run_id, "run_name": r.info.run_name, "status": r.info.status, "start_time": r.info.start_time, "artifact_uri": r.info.artifact_uri}
+        row.update({f"params.{k}": v for k, v in r.data.params.items()})
+        row.update({f"metrics.{k}": unclip(v) for k, v in r.data.metrics.items()})
+        row.update({f"tags.{k}": v for k, v in r.data.tags.items()})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def all_pages(client, experiment_id: str, flt: str):
+    token = None
+    while True:
+        page = client.search_runs([experiment_id], flt, max_results=5000, page_token=token)
+        yield from page
+        token = page.token
+        if not token:
+            return
+
+
+def _artifact(rs: RunSet, run_id: str, name: str) -> Path | bytes | None:
+    """A run's artifact file: its local path, or its bytes downloaded from a remote store, or None."""
+    uri = rs.runs.set_index("run_id")["artifact_uri"].get(run_id) if "artifact_uri" in rs.runs else None
+    local = local_artifact_dir(uri)
+    if local is not None:
+        return local / name if (local / name).is_file() else None
+    import tempfile
+
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            return Path(rs.client.download_artifacts(run_id, name, tmp)).read_bytes()
+    except Exception:  # noqa: BLE001 - a missing artifact: the caller falls back
+        return None
+
+
+def run_curves(rs: RunSet, run_id: str) -> dict[str, np.ndarray] | None:
+    """A run's curves.npz as arrays (cached), or None for runs stored without it."""
+    key = (run_id, CURVES)
+    if key not in rs.curve_cache:
+        found = _artifact(rs, run_id, CURVES)
+        rs.curve_cache[key] = None if found is None else load_curves(found)
+    return rs.curve_cache[key]
+
+
+def read_curves(rs: RunSet, run_ids: list[str], keys: tuple[str, ...]):
+    """Curve points (run_id, key, step, value, t) of the given runs at every step, from each run's
+    curves.npz; ``t`` is seconds since the run's first step. Runs stored without curves.npz give
+    their metric rows."""
+    import pandas as pd
+
+    cols = ["run_id", "key", "step", "value", "t"]
+    frames, missing = [], []
+    for rid in run_ids:
+        c = run_curves(rs, rid)
+        if c is None:
+            missing.append(rid)
+            continue
+        n = len(c["loss"])
+        for k in keys:
+            if k in ("loss", "grad_norm", "suboptimality", "epoch"):
+                steps = np.arange(n)
+                if k == "epoch":
+                    if "epoch_per_step" not in c:
+                        continue
+                    vals = steps * float(c["epoch_per_step"])
+                elif k in c:
+                    vals = c[k].astype(np.float64)
+                else:
+                    continue
+            elif k in c and "eval_step" in c:
+                steps, vals = c["eval_step"].astype(np.int64), c[k]
+            else:
+                continue
+            t = np.interp(steps, c["sampled_step"], c["time"].astype(np.float64))
+            frames.append(pd.DataFrame({"run_id": rid, "key": k, "step": steps, "value": vals, "t": t}))
+    if missing:
+        frames.append(_metric_rows(rs, missing, keys))
+    if not frames:
+        return pd.DataFrame(columns=cols)
+    return pd.concat(frames, ignore_index=True)[cols]
+
+
+def _metric_rows(rs: RunSet, run_ids: list[str], keys: tuple[str, ...]):
+    """Curves as logged metric rows (the sampled points), for runs without curves.npz."""
+    import pandas as pd
+
+    cols = ["run_id", "key", "step", "value", "is_nan", "timestamp"]
+    tables = rs.tables or _sql_tables(rs.client)
+    if tables is not None:
+        df = pd.DataFrame(tables.metric_rows(run_ids, keys), columns=cols)
+    else:
+        df = pd.DataFrame([(r, k, h.step, h.value, False, h.timestamp) for r in run_ids for k in keys
+                           for h in rs.client.get_metric_history(r, k)], columns=cols)
+    df["value"] = df["value"].astype(float).replace([MAX_FLOAT, -MAX_FLOAT], [math.inf, -math.inf])
+    df.loc[df["is_nan"].astype(bool), "value"] = np.nan
+    df = df.sort_values(["run_id", "key", "step"])
+    df["t"] = (df["timestamp"] - df.groupby("run_id")["timestamp"].transform("min")) / 1000.0
+    return df[["run_id", "key", "step", "value", "t"]]
+
+
+def read_trajectory(rs: RunSet, run_id: str):
+    """The run's points (step, x1[, x2], loss) at curves.npz's sampled steps (or its trajectory.csv,
+    as runs stored before curves.npz have it), or None."""
+    import io
+
+    import pandas as pd
+
+    c = run_curves(rs, run_id)
+    if c is not None:
+        if "x" not in c:
+            return None
+        steps = c["sampled_step"].astype(np.int64)
+        out = pd.DataFrame({"step": steps})
+        for j in range(c["x"].shape[1]):
+            out[f"x{j + 1}"] = c["x"][:, j].astype(np.float64)
+        out["loss"] = c["loss"][steps]
+        return out
+    found = _artifact(rs, run_id, "trajectory.csv")
+    if found is None:
+        return None
+    return pd.read_csv(found if isinstance(found, Path) else io.BytesIO(found))
+
+
+__all__ = ["RunSet", "StoreError", "open_client", "read_runs", "read_curves", "read_trajectory", "run_curves"]

@@ -1,0 +1,198 @@
+"""Writing runs: one finished MLflow run per member, nested under one parent run per sweep.
+
+A sqlite store at the pinned schema is written through :mod:`harness.store.tables` with sqlite3
+alone (no MLflow import), and its artifacts straight into the local artifact directory. Other SQL
+stores (PostgreSQL, ...) get the same bulk inserts through MLflow's SQLAlchemy engine; an MLflow
+server gets the plain client calls, one ``log_batch`` per run.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from harness.store.location import creation_lock, local_artifact_dir, seed_new_sqlite, sqlite_file
+from harness.store.records import RunRecord
+from harness.store.tables import PARENT_TAG, SWEEP_HASH, Tables, clip, new_run_id, user
+from optimizers.base import ConfigError
+
+EXPERIMENT_KIND = "mlflow.experimentKind"
+
+
+class Tracker:
+    """Writes runs with explicit run ids (never the fluent active-run stack)."""
+
+    def __init__(self, uri: str, experiment: str):
+        self.uri, self.experiment_name = uri, experiment
+        self.client = self.tables = None
+        with creation_lock(uri):  # one process creates a new store and a new experiment
+            path = sqlite_file(uri)
+            if path is not None:
+                seed_new_sqlite(uri)
+                self.tables = Tables.open_sqlite(path)
+            if self.tables is not None:
+                found = self.tables.experiment(experiment)
+                # MLflow 3.17's UI opens new experiments in its GenAI view; this tag marks ours as model
+                # training (honoured by newer UIs). The sweep summary links the runs view directly.
+                self.experiment_id, self.artifact_location = found or self.tables.create_experiment(
+                    experiment, {EXPERIMENT_KIND: "custom_model_development"})
+            else:
+                self._open_client()
+        if self.artifact_location.startswith("mlflow-artifacts:") and not uri.startswith("http"):
+            raise ConfigError(
+                f"tracking.uri={uri} cannot store artifacts of experiment '{experiment}' (they go through an MLflow "
+                f"server: {self.artifact_location}); allowed: that server's http:// URI, or another experiment name"
+            )
+
+    def _open_client(self) -> None:
+        import logging
+
+        logging.getLogger("alembic").setLevel(logging.WARNING)
+        logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
+        # an mlflow server's client prints two links per ended run; the sweep summary prints one
+        os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+        from mlflow import MlflowClient
+        from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+        self.client = MlflowClient(self.uri)
+        exp = self.client.get_experiment_by_name(self.experiment_name)
+        self.experiment_id = exp.experiment_id if exp else self.client.create_experiment(
+            self.experiment_name, tags={EXPERIMENT_KIND: "custom_model_development"})
+        self.artifact_location = self.client.get_experiment(self.experiment_id).artifact_location
+        store = self.client._tracking_client.store
+        if isinstance(store, SqlAlchemyStore):  # bulk inserts through MLflow's own engine
+            if self.uri.startswith("sqlite:"):
+                _wait_for_writers(store.engine)
+            conn = store.engine.raw_connection()
+            mark = {"qmark": "?", "numeric": "?", "format": "%s", "pyformat": "%s"}[store.engine.dialect.paramstyle]
+            self.tables = Tables(conn, mark)  # the driver's own transactions (commit / rollback)
+
+    @property
+    def direct(self) -> bool:
+        return self.client is None
+
+    def start_parent(self, name: str, tags: dict[str, str]) -> str:
+        tags = {"mlflow.user": user(), **tags}
+        if self.direct:
+            return self.tables.create_run(self.experiment_id, self.artifact_location, name, tags)
+        return self.client.create_run(self.experiment_id, run_name=name, tags=tags).info.run_id
+
+    def end(self, run_id: str, status: str = "FINISHED") -> None:
+        if self.direct:
+            import time
+
+            self.tables.set_status(run_id, status, int(time.time() * 1000))
+        else:
+            self.client.set_terminated(run_id, status)
+
+    def reopen(self, run_id: str) -> None:
+        """Mark a sweep's parent run RUNNING again, to continue it."""
+        if self.direct:
+            self.tables.set_status(run_id, "RUNNING")
+        else:
+            self.client.update_run(run_id, status="RUNNING")
+
+    def find_sweep(self, sweep_hash: str) -> str | None:
+        """The latest parent run of a sweep with these members (any status), or None."""
+        if self.tables is not None:
+            return self.tables.find_sweep(self.experiment_id, sweep_hash)
+        runs = self.client.search_runs([self.experiment_id], f"tags.`{SWEEP_HASH}` = '{sweep_hash}'", order_by=["attributes.start_time DESC"], max_results=1)
+        return runs[0].info.run_id if runs else None
+
+    def stored_hashes(self, parent: str) -> set[str]:
+        """Config hashes of the finished member runs under ``parent``."""
+        if self.tables is not None:
+            return self.tables.stored_hashes(parent)
+        from harness.store.reader import all_pages
+        from harness.store.tables import CONFIG_HASH
+
+        flt = f"tags.`{PARENT_TAG}` = '{parent}' AND attributes.status = 'FINISHED'"
+        return {r.data.tags[CONFIG_HASH] for r in all_pages(self.client, self.experiment_id, flt) if CONFIG_HASH in r.data.tags}
+
+    def log_runs(self, records: list[RunRecord], parent_run_id: str | None) -> list[str]:
+        """Write finished runs, nested under ``parent_run_id`` when given; returns their ids."""
+        if not records:
+            return []
+        if self.tables is not None:
+            return self._bulk(records, parent_run_id)
+        return [self._one(r, parent_run_id) for r in records]
+
+    def _tags(self, r: RunRecord, parent: str | None) -> dict[str, str]:
+        tags = {"mlflow.runName": r.name, "mlflow.user": user(), "mlflow.source.name": "harness", **r.tags}
+        if parent:
+            tags[PARENT_TAG] = parent
+        return tags
+
+    def _one(self, r: RunRecord, parent: str | None) -> str:
+        """One run through the client (an MLflow server)."""
+        from mlflow.entities import Metric, Param
+
+        run = self.client.create_run(self.experiment_id, run_name=r.name, tags=self._tags(r, parent), start_time=int(r.started_at * 1000))
+        run_id = run.info.run_id
+        try:
+            metrics = [Metric(k, v, t, s) for k, v, t, s in r.metric_points()]
+            self.client.log_batch(run_id, metrics=metrics, params=[Param(k, v) for k, v in r.params.items()])
+            self._artifacts(run_id, run.info.artifact_uri, r.artifacts)
+        except BaseException:
+            self.client.set_terminated(run_id, "FAILED")
+            raise
+        self.client.set_terminated(run_id, "FINISHED", end_time=r.end_ms)
+        return run_id
+
+    def _artifacts(self, run_id: str, artifact_uri: str, files: dict[str, str | bytes]) -> None:
+        local = local_artifact_dir(artifact_uri)
+        if local is not None:  # a local artifact store: write the files where MLflow would put them
+            local.mkdir(parents=True, exist_ok=True)
+            for path, content in files.items():
+                (local / path).write_bytes(content if isinstance(content, bytes) else content.encode())
+            return
+        import tempfile
+
+        from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+        with tempfile.TemporaryDirectory() as tmp:
+            for path, content in files.items():
+                (Path(tmp) / path).write_bytes(content if isinstance(content, bytes) else content.encode())
+            if self.client is not None:
+                self.client.log_artifacts(run_id, tmp)
+            else:
+                get_artifact_repository(artifact_uri).log_artifacts(tmp)
+
+    def _bulk(self, records: list[RunRecord], parent: str | None) -> list[str]:
+        """Finished runs in one transaction, their artifacts first (a run never lacks its files)."""
+        runs, tags, params, metrics, latest, ids = [], [], [], [], [], []
+        for r in records:
+            run_id = new_run_id()
+            ids.append(run_id)
+            artifact_uri = f"{self.artifact_location.rstrip('/')}/{run_id}/artifacts"
+            if r.artifacts:
+                self._artifacts(run_id, artifact_uri, r.artifacts)
+            runs.append((run_id, r.name, "UNKNOWN", "", "", user(), "FINISHED", int(r.started_at * 1000), r.end_ms,
+                         None, "", "active", artifact_uri, int(self.experiment_id)))
+            tags += [(k, str(v), run_id) for k, v in self._tags(r, parent).items()]
+            params += [(k, str(v)[:6000], run_id) for k, v in r.params.items()]
+            keys, values, stamps, steps = r.metric_arrays()
+            values, is_nan = clip(values)
+            rows = list(zip(keys, values.tolist(), stamps.tolist(), steps.tolist(), is_nan.tolist(), [run_id] * len(keys)))
+            metrics += rows
+            last = {row[0]: row for row in rows}  # rows of a key come in step order: its last row is the latest
+            latest += list(last.values())
+        self.tables.insert_runs(runs, tags, params, metrics, latest)
+        return ids
+
+
+def _wait_for_writers(engine) -> None:
+    """Make every sqlite connection of ``engine`` wait for a concurrent writer instead of failing
+    with "database is locked" after pysqlite's 5 s: parallel jobs and concurrent sweeps share a file."""
+    from sqlalchemy import event
+
+    from harness.store.location import BUSY_TIMEOUT_MS
+
+    @event.listens_for(engine, "connect")
+    def _busy(dbapi_connection, record):
+        dbapi_connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+
+    engine.dispose()  # connections opened before the listener reconnect with it
+
+
+
