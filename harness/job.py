@@ -215,7 +215,7 @@ def run_job(cfg: DictConfig) -> list[dict]:
 
             for r in members:
                 r.tags.update(provenance())
-        ids = tracker.log_runs([record(r, batch.problem.f_star) for r in members], parent)
+        ids = tracker.log_runs((record(r, batch.problem.f_star) for r in members), parent)
         for r, run_id in zip(members, ids):
             r.run_id = run_id
             out.append(

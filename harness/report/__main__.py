@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     figs = len(list(path.parent.glob("*.png")))
     attached = ""
     if rs.sweep and not a.no_attach:
-        rs.client.log_artifacts(rs.sweep, str(path.parent), "report")
+        rs.attach(rs.sweep, path.parent, "report")
         attached = f"; attached to run {rs.sweep} (artifacts/report)"
     print(f"Report: {path} ({len(rs.runs)} runs, {figs} figures, {time.perf_counter() - t0:.1f} s){attached}")
     return 0

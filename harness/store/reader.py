@@ -34,6 +34,23 @@ class RunSet:
     tables: Tables | None = None
     curve_cache: dict = field(default_factory=dict)
     _client: object = None
+    _artifact_uris: dict | None = None
+
+    def artifact_uri(self, run_id: str) -> str | None:
+        if self._artifact_uris is None:
+            self._artifact_uris = dict(zip(self.runs["run_id"], self.runs["artifact_uri"])) if "artifact_uri" in self.runs else {}
+        return self._artifact_uris.get(run_id) or self.parents.get(run_id, {}).get("artifact_uri")
+
+    def attach(self, run_id: str, folder: Path, path: str) -> None:
+        """Store the files of ``folder`` as artifacts of ``run_id`` under ``path`` (copied straight into a
+        local artifact store, else through MLflow's client)."""
+        import shutil
+
+        local = local_artifact_dir(self.artifact_uri(run_id))
+        if local is not None:
+            shutil.copytree(folder, local / path, dirs_exist_ok=True)
+        else:
+            self.client.log_artifacts(run_id, str(folder), path)
 
     @property
     def client(self):
@@ -120,7 +137,8 @@ def read_runs(uri: str, experiment: str, sweep: str | None = None, filter_string
             parents[pid] = tables.run_info(pid)
         else:
             r = client.get_run(pid)
-            parents[pid] = {"name": r.info.run_name, "status": r.info.status, "start_time": r.info.start_time, "tags": dict(r.data.tags)}
+            parents[pid] = {"name": r.info.run_name, "status": r.info.status, "start_time": r.info.start_time,
+                            "artifact_uri": r.info.artifact_uri, "tags": dict(r.data.tags)}
     if df.empty:
         where = f"sweep {sweep}" if sweep else f"filter {filter_string!r}"
         raise StoreError(f"no finished runs for {where} in experiment '{experiment}' of {uri}")
@@ -162,8 +180,7 @@ def all_pages(client, experiment_id: str, flt: str):
 
 def _artifact(rs: RunSet, run_id: str, name: str) -> Path | bytes | None:
     """A run's artifact file: its local path, or its bytes downloaded from a remote store, or None."""
-    uri = rs.runs.set_index("run_id")["artifact_uri"].get(run_id) if "artifact_uri" in rs.runs else None
-    local = local_artifact_dir(uri)
+    local = local_artifact_dir(rs.artifact_uri(run_id))
     if local is not None:
         return local / name if (local / name).is_file() else None
     import tempfile

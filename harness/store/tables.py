@@ -187,8 +187,9 @@ class Tables:
         return [r[0] for r in rows]
 
     def run_info(self, run_id: str) -> dict:
-        (name, status, start), = self.rows("SELECT name, status, start_time FROM runs WHERE run_uuid = ?", (run_id,))
-        return {"name": name, "status": status, "start_time": start, "tags": dict(self.rows("SELECT key, value FROM tags WHERE run_uuid = ?", (run_id,)))}
+        (name, status, start, artifacts), = self.rows("SELECT name, status, start_time, artifact_uri FROM runs WHERE run_uuid = ?", (run_id,))
+        return {"name": name, "status": status, "start_time": start, "artifact_uri": artifacts,
+                "tags": dict(self.rows("SELECT key, value FROM tags WHERE run_uuid = ?", (run_id,)))}
 
     def frame(self, ids: list[str]):
         """params.*, metrics.* (latest values), tags.* and run info of ``ids``, one row per run."""
@@ -196,12 +197,15 @@ class Tables:
 
         if not ids:
             return pd.DataFrame()
-        got: dict[str, list] = {"runs": [], "params": [], "latest_metrics": [], "tags": []}
-        for i in range(0, len(ids), 500):
-            marks = ", ".join(f"'{r}'" for r in ids[i : i + 500] if r.isalnum())
-            for table, cols in (("params", "key, value"), ("latest_metrics", "key, value, is_nan"), ("tags", "key, value"),
-                                ("runs", "name, status, start_time, artifact_uri")):
-                got[table] += self.rows(f"SELECT run_uuid, {cols} FROM {table} WHERE run_uuid IN ({marks})")
+        return pd.concat([self._frame(ids[i : i + 500]) for i in range(0, len(ids), 500)], ignore_index=True)
+
+    def _frame(self, ids: list[str]):
+        import pandas as pd
+
+        marks = ", ".join(f"'{r}'" for r in ids if r.isalnum())
+        got = {table: self.rows(f"SELECT run_uuid, {cols} FROM {table} WHERE run_uuid IN ({marks})")
+               for table, cols in (("params", "key, value"), ("latest_metrics", "key, value, is_nan"), ("tags", "key, value"),
+                                   ("runs", "name, status, start_time, artifact_uri"))}
         out = pd.DataFrame(got["runs"], columns=["run_id", "run_name", "status", "start_time", "artifact_uri"]).set_index("run_id")
         for table, prefix in (("params", "params."), ("latest_metrics", "metrics."), ("tags", "tags.")):
             if table == "latest_metrics":

@@ -9,6 +9,7 @@ server gets the plain client calls, one ``log_batch`` per run.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from pathlib import Path
 
 from harness.store.location import creation_lock, local_artifact_dir, seed_new_sqlite, sqlite_file
@@ -17,6 +18,7 @@ from harness.store.tables import PARENT_TAG, SWEEP_HASH, Tables, clip, new_run_i
 from optimizers.base import ConfigError
 
 EXPERIMENT_KIND = "mlflow.experimentKind"
+CHUNK = 500  # runs per transaction of a SQL store
 
 
 class Tracker:
@@ -109,13 +111,19 @@ class Tracker:
         flt = f"tags.`{PARENT_TAG}` = '{parent}' AND attributes.status = 'FINISHED'"
         return {r.data.tags[CONFIG_HASH] for r in all_pages(self.client, self.experiment_id, flt) if CONFIG_HASH in r.data.tags}
 
-    def log_runs(self, records: list[RunRecord], parent_run_id: str | None) -> list[str]:
-        """Write finished runs, nested under ``parent_run_id`` when given; returns their ids."""
-        if not records:
-            return []
-        if self.tables is not None:
-            return self._bulk(records, parent_run_id)
-        return [self._one(r, parent_run_id) for r in records]
+    def log_runs(self, records: Iterable[RunRecord], parent_run_id: str | None) -> list[str]:
+        """Write finished runs, nested under ``parent_run_id`` when given; returns their ids. SQL stores
+        take them ``CHUNK`` at a time, each chunk in one transaction, so memory stays flat however big
+        the batch (``records`` may be a generator)."""
+        if self.tables is None:
+            return [self._one(r, parent_run_id) for r in records]
+        ids, chunk = [], []
+        for r in records:
+            chunk.append(r)
+            if len(chunk) == CHUNK:
+                ids += self._bulk(chunk, parent_run_id)
+                chunk = []
+        return ids + (self._bulk(chunk, parent_run_id) if chunk else [])
 
     def _tags(self, r: RunRecord, parent: str | None) -> dict[str, str]:
         tags = {"mlflow.runName": r.name, "mlflow.user": user(), "mlflow.source.name": "harness", **r.tags}
