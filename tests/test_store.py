@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import sqlite3
 
+import pytest
 from mlflow import MlflowClient
 from mlflow.version import VERSION
 
+from harness.store import ui_steps
 from tests.conftest import run_cli
 
 SWEEP = ["optimizer=adam", "problem=rosenbrock", "steps=50", "-m", "lr=0.001,0.01"]
@@ -42,3 +44,120 @@ def test_without_a_usable_cache_mlflow_creates_the_store(tmp_path):
     assert p.returncode == 0, p.stderr
     c = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
     assert len(c.search_runs([c.get_experiment_by_name("harness").experiment_id])) == 3
+
+
+def test_the_pinned_schema_is_the_head_of_the_installed_mlflows_migrations():
+    """The sqlite3 writer is used only on stores at SCHEMA_REVISION: it must be what this MLflow migrates to."""
+    from pathlib import Path
+
+    import mlflow
+    from alembic.script import ScriptDirectory
+
+    from harness.store import SCHEMA_REVISION
+
+    scripts = ScriptDirectory(str(Path(mlflow.__file__).parent / "store" / "db_migrations"))
+    assert scripts.get_current_head() == SCHEMA_REVISION
+
+
+def _rows(db, table, drop=()):
+    cur = db.execute(f"SELECT * FROM {table}")
+    cols = [d[0] for d in cur.description]
+    return sorted(tuple(v for c, v in zip(cols, r) if c not in drop) for r in cur.fetchall())
+
+
+def test_the_sqlite3_writer_makes_the_rows_mlflow_makes(tmp_path, monkeypatch):
+    """An experiment and a parent run, created, ended and reopened by the harness's sqlite3 writer and by
+    MlflowClient in two new stores: the same rows, but for ids and times."""
+    from harness.store import Tracker
+
+    monkeypatch.chdir(tmp_path)
+    tags = {"harness.sweep": "true", "mlflow.user": "someone"}
+    ours = Tracker(f"sqlite:///{tmp_path / 'ours.db'}", "harness")
+    assert ours.direct  # no MLflow import on this path
+    pid = ours.start_parent("sweep", tags)
+    ours.end(pid, "KILLED")
+    ours.reopen(pid)
+
+    c = MlflowClient(f"sqlite:///{tmp_path / 'theirs.db'}")
+    exp = c.create_experiment("harness", tags={"mlflow.experimentKind": "custom_model_development"})
+    run = c.create_run(exp, run_name="sweep", tags=tags)
+    c.set_terminated(run.info.run_id, "KILLED")
+    c.update_run(run.info.run_id, status="RUNNING")
+
+    a, b = sqlite3.connect(tmp_path / "ours.db"), sqlite3.connect(tmp_path / "theirs.db")
+    times = ("creation_time", "last_update_time", "start_time", "end_time", "run_uuid", "artifact_uri")
+    for table in ("experiments", "experiment_tags", "runs", "tags", "alembic_version"):
+        assert _rows(a, table, times) == _rows(b, table, times), table
+    (ours_uri,), (theirs_uri,) = a.execute("SELECT artifact_uri FROM runs").fetchone(), b.execute("SELECT artifact_uri FROM runs").fetchone()
+    assert ours_uri == f"{tmp_path}/mlruns/1/{pid}/artifacts" and theirs_uri == f"{tmp_path}/mlruns/1/{run.info.run_id}/artifacts"
+    assert c.get_run(run.info.run_id).info.status == MlflowClient(f"sqlite:///{tmp_path / 'ours.db'}").get_run(pid).info.status == "RUNNING"
+
+
+SWEEP_LONG = ["optimizer=adam", "problem=rosenbrock", "steps=600", "-m", "lr=0.001,0.01", "seed=0,1"]
+
+
+def _read_back(uri):
+    c = MlflowClient(uri)
+    exp = c.get_experiment_by_name("harness")
+    kids = c.search_runs([exp.experiment_id], "tags.`mlflow.parentRunId` != ''")
+    out = {}
+    for r in kids:
+        hist = {k: sorted((h.step, h.value) for h in c.get_metric_history(r.info.run_id, k)) for k in ("loss", "suboptimality", "grad_norm")}
+        out[r.data.tags["harness.config_hash"]] = (r.data.params, {k: v for k, v in r.data.metrics.items() if k not in ("wall_time_s", "time_per_step_s")},
+                                                 {k: v for k, v in r.data.tags.items() if k != "mlflow.parentRunId"}, hist,
+                                                 sorted(a.path for a in c.list_artifacts(r.info.run_id)))
+    return out
+
+
+def test_a_store_at_another_schema_is_written_through_mlflow_with_the_same_content(tmp_path, monkeypatch):
+    """A store whose revision is not the pinned one goes through MLflow's client and engine; what a user
+    reads back through MlflowClient is the same as from the sqlite3 writer."""
+    from harness.store import tables
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    p = run_cli(["tracking.uri=sqlite:///mlflow.db", *SWEEP_LONG], cwd=tmp_path / "a")
+    assert p.returncode == 0, p.stderr
+    monkeypatch.setattr(tables, "SCHEMA_REVISION", "not-this-one")  # the fallback, in-process
+    from omegaconf import OmegaConf
+
+    from harness.job import run_job
+    from tests.conftest import make_cfg, members
+
+    monkeypatch.chdir(tmp_path / "b")
+    cfg = make_cfg("optimizer=adam", "problem=rosenbrock", "steps=600", "tracking.uri=sqlite:///mlflow.db",
+                   members(*[{"lr": lr, "seed": s} for lr in (0.001, 0.01) for s in (0, 1)]))
+    from harness.store import Tracker
+
+    t = Tracker(f"sqlite:///{tmp_path / 'b' / 'mlflow.db'}", "harness")
+    assert not t.direct
+    parent = t.start_parent("sweep", {"harness.sweep": "true"})
+    OmegaConf.update(cfg, "tracking.parent_run_id", parent)
+    OmegaConf.update(cfg, "tracking.swept", ["lr", "seed"], force_add=True)
+    run_job(cfg)
+    t.end(parent)
+    a, b = _read_back(f"sqlite:///{tmp_path / 'a' / 'mlflow.db'}"), _read_back(f"sqlite:///{tmp_path / 'b' / 'mlflow.db'}")
+    assert a.keys() == b.keys() and len(a) == 4
+    for h in a:
+        pa, ma, ta, ha, arts = a[h]
+        pb, mb, tb, hb, arts_b = b[h]
+        assert pa == pb and ma == mb and ta == tb and arts == arts_b == ["config.yaml", "curves.npz"]
+        assert ha == hb and [s for s, _ in ha["loss"]] == ui_steps(601).tolist()  # 600 steps: sampled for the UI
+
+
+def test_the_report_reads_every_step_from_curves_npz_and_metric_rows_without_it(tmp_path):
+    from harness.store import read_curves, read_runs
+
+    p = run_cli(["tracking.uri=sqlite:///mlflow.db", *SWEEP_LONG], cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    rs = read_runs(f"sqlite:///{tmp_path / 'mlflow.db'}", "harness")
+    ids = rs.runs["run_id"].tolist()
+    pts = read_curves(rs, ids[:1], ("suboptimality", "loss"))
+    sub = pts[pts.key == "suboptimality"]
+    assert sub["step"].tolist() == list(range(601))  # every step, not the 19 metric rows
+    assert sub["value"].iloc[-1] == pytest.approx(rs.runs.loc[0, "metrics.final_suboptimality"], rel=1e-6)
+    assert sub["t"].is_monotonic_increasing and sub["t"].iloc[0] == 0
+    art = rs.artifact_uri(ids[1])
+    (tmp_path / art.removeprefix("file://") / "curves.npz").unlink()  # a run stored before curves.npz existed
+    old = read_curves(rs, ids[1:2], ("suboptimality",))
+    assert old["step"].tolist() == ui_steps(601).tolist()

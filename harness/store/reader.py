@@ -230,7 +230,7 @@ def read_curves(rs: RunSet, run_ids: list[str], keys: tuple[str, ...]):
                 steps, vals = c["eval_step"].astype(np.int64), c[k]
             else:
                 continue
-            t = np.interp(steps, c["sampled_step"], c["time"].astype(np.float64))
+            t = np.interp(steps, c["sampled_step"], c["time"].astype(np.float64)) - float(c["time"][0])
             frames.append(pd.DataFrame({"run_id": rid, "key": k, "step": steps, "value": vals, "t": t}))
     if missing:
         frames.append(_metric_rows(rs, missing, keys))
