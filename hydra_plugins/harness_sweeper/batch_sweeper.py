@@ -135,13 +135,18 @@ class BatchSweeper(Sweeper):
     def job_overrides(self, common: list[str], members: list[list[str]], extra: list[str], index: int) -> list[str]:
         """A batched job's overrides: its common ones, and ``members=<file>``, a JSON file in the sweep
         directory that lists the members' overrides (Hydra's parser would take ~1 s for 2,000 of them)."""
+        import hashlib
         import json
         from pathlib import Path
 
         folder = Path(str(self.config.hydra.sweep.dir)).resolve() / ".members"
         folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"job{index}.json"
-        path.write_text(json.dumps(members))
+        text = json.dumps(members)
+        # named by content: sweeps started in the same second share Hydra's sweep directory
+        path = folder / f"job{index}-{hashlib.sha256(text.encode()).hexdigest()[:16]}.json"
+        part = path.with_name(f".{path.name}.{os.getpid()}")
+        part.write_text(text)
+        os.replace(part, path)
         return list(common) + extra + [f"members={_quote(str(path))}"]
 
     @staticmethod
