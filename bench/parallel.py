@@ -2,7 +2,7 @@
 
 The sweep is bench/scale.py's: 5 optimizers x 10 learning rates x 20 seeds on 2-D Rosenbrock, end
 to end from the command line into a fresh sqlite store, at 2,000 steps (the store's writes dominate:
-a 200-run group computes in ~0.8 s and takes ~2.4 s to write, and sqlite takes one writer at a time)
+each worker imports torch again, and sqlite takes one writer at a time)
 and at 20,000 steps (the same rows to write, ten times the compute). Each runs
 
   1. with Hydra's basic launcher (one process: the batched jobs one after another);
