@@ -92,8 +92,7 @@ def _sql_tables(client) -> Tables | None:
     store = client._tracking_client.store
     if not isinstance(store, SqlAlchemyStore):
         return None
-    mark = {"qmark": "?", "numeric": "?", "format": "%s", "pyformat": "%s"}[store.engine.dialect.paramstyle]
-    return Tables(store.engine.raw_connection(), mark)
+    return Tables.of_engine(store.engine)
 
 
 def read_runs(uri: str, experiment: str, sweep: str | None = None, filter_string: str | None = None) -> RunSet:

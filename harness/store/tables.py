@@ -84,6 +84,13 @@ class Tables:
             return None
         return cls(conn, "?", sqlite=True)
 
+    @classmethod
+    def of_engine(cls, engine) -> Tables:
+        """The tables behind a SQLAlchemy engine (MLflow's, for PostgreSQL and other databases), in the
+        driver's own transactions."""
+        mark = {"qmark": "?", "numeric": "?", "format": "%s", "pyformat": "%s"}[engine.dialect.paramstyle]
+        return cls(engine.raw_connection(), mark)
+
     def close(self) -> None:
         self.conn.close()
 

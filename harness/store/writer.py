@@ -65,9 +65,7 @@ class Tracker:
         if isinstance(store, SqlAlchemyStore):  # bulk inserts through MLflow's own engine
             if self.uri.startswith("sqlite:"):
                 _wait_for_writers(store.engine)
-            conn = store.engine.raw_connection()
-            mark = {"qmark": "?", "numeric": "?", "format": "%s", "pyformat": "%s"}[store.engine.dialect.paramstyle]
-            self.tables = Tables(conn, mark)  # the driver's own transactions (commit / rollback)
+            self.tables = Tables.of_engine(store.engine)
 
     @property
     def direct(self) -> bool:
