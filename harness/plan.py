@@ -8,6 +8,7 @@ config; members that differ only in numbers run together as one :class:`Batch`.
 from __future__ import annotations
 
 import copy
+import functools
 import importlib
 import inspect
 import json
@@ -20,6 +21,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from harness import schedules
+from harness.fingerprint import code_hash, fingerprint
 from harness.runner import StopRules
 from optimizers.base import ConfigError, Optimizer
 from optimizers.torch_batched import elementwise
@@ -48,11 +50,19 @@ class Batch:
     dtype: torch.dtype
     hashes: list[str] | None = None  # config_hash of each member, as composed (tagged on its run)
     schedule: dict | None = None  # harness/schedules.py; None or name "constant": the lr as given
+    code: dict | None = None  # the source files computing these members, {name: hash} (harness/fingerprint.py)
+
+    @functools.cached_property
+    def code_hash(self) -> str:
+        return code_hash(self.code or {})
 
 
 def config_hash(c: Cfg) -> str:
     """A stable identity of a member's resolved configuration (everything but where it is tracked):
-    the same command gives the same hashes, so a rerun can tell which members are already stored."""
+    the same command gives the same hashes, so a rerun can tell which members are already stored, and
+    a report can tell runs of one configuration and seed apart from another. The code that computed
+    a member is its :attr:`Batch.code_hash` (``harness.code_hash``), kept apart so that a message can
+    say which file changed."""
     import hashlib
 
     body = {k: v for k, v in c.items() if k not in ("tracking", "members")}
@@ -250,7 +260,7 @@ def build_batch(members: list[Cfg]) -> Batch:
                 raise ConfigError(f"optimizer ({c['optimizer']['_target_']}): {str(e).splitlines()[0]}") from None
             kws.append(kw)
         assert len(members) == 1 or elementwise(target, kws[0], dtype), "coupled torch.optim classes run one member at a time"
-        return Batch(members, problem, None, target, kws, rules, dtype, hashes, schedule)
+        return Batch(members, problem, None, target, kws, rules, dtype, hashes, schedule, fingerprint(target, problem_cls))
 
     if not callable(target):
         raise ConfigError(f"optimizer._target_={first['optimizer']['_target_']!r} is not allowed; allowed: an optimizer factory or a torch.optim.Optimizer class")
@@ -265,7 +275,7 @@ def build_batch(members: list[Cfg]) -> Batch:
         raise ConfigError(f"schedule={schedule['name']} needs an optimizer that exposes its lr tensor; optimizer._target_="
                           f"{first['optimizer']['_target_']} does not; allowed: schedule=constant, or return "
                           "Optimizer(init, update, hyperparams={'lr': lr}) and read lr in update")
-    return Batch(members, problem, opt, None, [], rules, dtype, hashes, schedule)
+    return Batch(members, problem, opt, None, [], rules, dtype, hashes, schedule, fingerprint(target, problem_cls))
 
 
 def structure_key(c: Cfg) -> str:

@@ -17,9 +17,9 @@ from harness.store.location import (
 )
 from harness.store.reader import RunSet, StoreError, open_client, read_curves, read_runs, read_trajectory, run_curves
 from harness.store.records import CURVES, RunRecord, curves_artifact, load_curves, sample_steps, ui_steps
-from harness.store.tables import CONFIG_HASH, PARENT_TAG, SCHEMA_REVISION, SWEEP_HASH
+from harness.store.tables import CODE_FILES, CODE_HASH, CONFIG_HASH, PARENT_TAG, SCHEMA_REVISION, SWEEP_HASH, member_key
 from harness.store.writer import Tracker
 
-__all__ = ["CONFIG_HASH", "CURVES", "PARENT_TAG", "SCHEMA_REVISION", "SWEEP_HASH", "RunRecord", "RunSet", "StoreError", "Tracker",
-           "check_reachable", "creation_lock", "curves_artifact", "experiment_name", "load_curves", "open_client", "read_curves",
+__all__ = ["CODE_FILES", "CODE_HASH", "CONFIG_HASH", "CURVES", "PARENT_TAG", "SCHEMA_REVISION", "SWEEP_HASH", "RunRecord", "RunSet", "StoreError", "Tracker",
+           "check_reachable", "creation_lock", "curves_artifact", "experiment_name", "load_curves", "member_key", "open_client", "read_curves",
            "read_runs", "read_trajectory", "resolve_uri", "run_curves", "runs_view", "sample_steps", "seed_new_sqlite", "ui_steps"]

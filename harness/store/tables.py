@@ -23,6 +23,13 @@ MAX_FLOAT = 1.7976931348623157e308  # MLflow stores +-inf as +-max float, NaN as
 PARENT_TAG = "mlflow.parentRunId"
 CONFIG_HASH = "harness.config_hash"  # on every member run: its resolved configuration (plan.config_hash)
 SWEEP_HASH = "harness.sweep_hash"  # on a sweep's parent run: the set of its members' hashes
+CODE_HASH = "harness.code_hash"  # on every member run: the code that computed it (harness/fingerprint.py)
+CODE_FILES = "harness.code_files"  # on a sweep's parent run: {file: hash} of the code its members ran, as JSON
+
+
+def member_key(config_hash: str, code: str | None) -> str:
+    """What makes a stored member current: its configuration and the code that computed it."""
+    return f"{config_hash}/{code or ''}"
 
 RUN_COLUMNS = ("run_uuid", "name", "source_type", "source_name", "entry_point_name", "user_id", "status",
                "start_time", "end_time", "deleted_time", "source_version", "lifecycle_stage", "artifact_uri", "experiment_id")
@@ -182,11 +189,17 @@ class Tables:
         return r[0][0] if r else None
 
     def stored_hashes(self, parent: str) -> set[str]:
-        """Config hashes of the finished member runs under ``parent``."""
-        rows = self.rows("SELECT h.value FROM tags p JOIN tags h ON h.run_uuid = p.run_uuid JOIN runs r ON r.run_uuid = p.run_uuid "
+        """:func:`member_key` of the finished member runs under ``parent``."""
+        rows = self.rows("SELECT h.value, c.value FROM tags p JOIN tags h ON h.run_uuid = p.run_uuid JOIN runs r ON r.run_uuid = p.run_uuid "
+                         "LEFT JOIN tags c ON c.run_uuid = p.run_uuid AND c.key = ? "
                          "WHERE p.key = ? AND p.value = ? AND h.key = ? AND r.status = 'FINISHED' AND r.lifecycle_stage = 'active'",
-                         (PARENT_TAG, parent, CONFIG_HASH))
-        return {r[0] for r in rows}
+                         (CODE_HASH, PARENT_TAG, parent, CONFIG_HASH))
+        return {member_key(h, c) for h, c in rows}
+
+    def set_tags(self, run_id: str, tags: dict[str, str]) -> None:
+        """As ``MlflowClient.set_tag`` for each: a tag's value replaced."""
+        self.write([("DELETE FROM tags WHERE run_uuid = ? AND key = ?", [(run_id, k) for k in tags]),
+                    ("INSERT INTO tags (key, value, run_uuid) VALUES (?, ?, ?)", [(k, v, run_id) for k, v in tags.items()])])
 
     def members(self, experiment_id: str, parent: str) -> list[str]:
         rows = self.rows("SELECT r.run_uuid FROM runs r JOIN tags t ON t.run_uuid = r.run_uuid WHERE t.key = ? AND t.value = ? "

@@ -100,14 +100,27 @@ class Tracker:
         return runs[0].info.run_id if runs else None
 
     def stored_hashes(self, parent: str) -> set[str]:
-        """Config hashes of the finished member runs under ``parent``."""
+        """:func:`~harness.store.tables.member_key` (configuration and code) of the finished member runs under ``parent``."""
         if self.tables is not None:
             return self.tables.stored_hashes(parent)
         from harness.store.reader import all_pages
-        from harness.store.tables import CONFIG_HASH
+        from harness.store.tables import CODE_HASH, CONFIG_HASH, member_key
 
         flt = f"tags.`{PARENT_TAG}` = '{parent}' AND attributes.status = 'FINISHED'"
-        return {r.data.tags[CONFIG_HASH] for r in all_pages(self.client, self.experiment_id, flt) if CONFIG_HASH in r.data.tags}
+        runs = all_pages(self.client, self.experiment_id, flt)
+        return {member_key(r.data.tags[CONFIG_HASH], r.data.tags.get(CODE_HASH)) for r in runs if CONFIG_HASH in r.data.tags}
+
+    def tags_of(self, run_id: str) -> dict[str, str]:
+        if self.tables is not None:
+            return self.tables.run_info(run_id)["tags"]
+        return dict(self.client.get_run(run_id).data.tags)
+
+    def set_tags(self, run_id: str, tags: dict[str, str]) -> None:
+        if self.tables is not None:
+            self.tables.set_tags(run_id, tags)
+        else:
+            for k, v in tags.items():
+                self.client.set_tag(run_id, k, v)
 
     def log_runs(self, records: Iterable[RunRecord], parent_run_id: str | None) -> list[str]:
         """Write finished runs, nested under ``parent_run_id`` when given; returns their ids. SQL stores

@@ -20,6 +20,7 @@ appear together when it ends, in whatever order groups finish.
 """
 
 import hashlib
+import json
 import logging
 import math
 import os
@@ -168,7 +169,15 @@ class BatchSweeper(Sweeper):
     # 2. validate everything, then run group by group ----------------------------------
     def sweep(self, arguments: list[str]) -> Any:
         from harness.plan import plan
-        from harness.store import SWEEP_HASH, Tracker, check_reachable, experiment_name, resolve_uri
+        from harness.store import (
+            CODE_FILES,
+            SWEEP_HASH,
+            Tracker,
+            check_reachable,
+            experiment_name,
+            member_key,
+            resolve_uri,
+        )
         from optimizers.base import ConfigError
 
         signal.signal(signal.SIGTERM, _terminate)  # a scheduler's time limit ends the sweep like Ctrl-C
@@ -178,13 +187,17 @@ class BatchSweeper(Sweeper):
         groups = self.groups(arguments)
         total = sum(len(m) for _, m in groups)
         hashes: dict[tuple, str] = {}  # (common, member) overrides -> the member's config hash
+        current: dict[tuple, str] = {}  # ... -> its member key: configuration and code (store.member_key)
+        files: dict[tuple, dict] = {}  # ... -> the code files computing it
         try:
             for common, members in groups:
                 cfg = self.hydra_context.config_loader.load_sweep_config(self.config, list(common))
                 with open_dict(cfg):
                     del cfg["hydra"]
                 for b, ovs in zip(*plan(cfg, members)):
-                    hashes.update({(tuple(common), tuple(ov)): h for ov, h in zip(ovs, b.hashes)})
+                    for ov, h in zip(ovs, b.hashes):
+                        key = (tuple(common), tuple(ov))
+                        hashes[key], current[key], files[key] = h, member_key(h, b.code_hash), b.code
             check_reachable(uri)
             tracker = Tracker(uri, experiment_name(self.config.tracking.experiment))
         except ConfigError as e:
@@ -198,23 +211,32 @@ class BatchSweeper(Sweeper):
             _stop("interrupted while validating: nothing was stored")
         log.info(f"Sweep: {total} runs in {len(groups)} batched job(s); validated in {time.perf_counter() - t_start:.1f} s")
 
+        code_files = json.dumps({k: v for f in {id(f): f for f in files.values()}.values() for k, v in f.items()}, sort_keys=True)
         sweep_hash = hashlib.sha256("\n".join(sorted(hashes.values())).encode()).hexdigest()[:20]
         parent = tracker.find_sweep(sweep_hash) if self.config.tracking.get("resume", True) else None
-        if parent is not None:  # the same sweep ran before: run only the members not stored yet
+        if parent is not None:  # the same sweep ran before: run only the members not stored yet, or stored from other code
             stored = tracker.stored_hashes(parent)
-            groups = [(c, [m for m in ms if hashes[(tuple(c), tuple(m))] not in stored]) for c, ms in groups]
+            todo_keys = {k for k, m in current.items() if m not in stored}
+            groups = [(c, [m for m in ms if (tuple(c), tuple(m)) in todo_keys]) for c, ms in groups]
             groups = [(c, ms) for c, ms in groups if ms]
             if not groups:
                 print(f"Sweep already complete: all {total} runs are stored under parent run {parent} in {shown}; nothing to run "
                       "(tracking.resume=false starts a fresh sweep).")
                 return []
+            stored_configs = {s.split("/", 1)[0] for s in stored}
+            stale = [k for k in todo_keys if hashes[k] in stored_configs]
+            old_files = json.loads(tracker.tags_of(parent).get(CODE_FILES) or "{}")
             tracker.reopen(parent)
-            log.info(f"Resuming sweep {parent}: {len(stored)} of {total} runs already stored, running the other {total - len(stored)}")
+            from harness.provenance import tags as provenance
+
+            tracker.set_tags(parent, {CODE_FILES: code_files, **provenance()})
+            log.info(resume_line(parent, total, total - len(todo_keys), stale, files, old_files))
         else:
             from harness.provenance import tags as provenance
 
             name = f"sweep {time.strftime('%Y-%m-%d %H:%M:%S')} ({total} runs)"
-            parent = tracker.start_parent(name, {"harness.sweep": "true", "harness.runs": str(total), SWEEP_HASH: sweep_hash, **provenance()})
+            parent = tracker.start_parent(name, {"harness.sweep": "true", "harness.runs": str(total), SWEEP_HASH: sweep_hash,
+                                                 CODE_FILES: code_files, **provenance()})
         todo = sum(len(m) for _, m in groups)
         workers = self.workers()
         if workers > len(groups):
@@ -250,7 +272,7 @@ class BatchSweeper(Sweeper):
         finally:
             tracker.end(parent, status)
         if status != "FINISHED":
-            n = len(tracker.stored_hashes(parent))
+            n = len(tracker.stored_hashes(parent) & set(current.values()))
             where = f"{n} of {total} runs are stored under sweep {parent} in {shown}"
             if status == "KILLED":
                 _stop(f"interrupted: {where}; run the same command again to resume")
@@ -267,6 +289,24 @@ class BatchSweeper(Sweeper):
             text = text.replace("python -m harness.report", f"python -m harness.report --uri {uri}")
         print(text)
         return results
+
+
+def resume_line(parent: str, total: int, kept: int, stale: list, files: dict, old_files: dict) -> str:
+    """What a resumed sweep reruns and why: members not stored yet, and members stored from other code
+    ("optimizers/adam.py changed since the stored runs: 2 runs to rerun")."""
+    from harness.fingerprint import changed
+
+    parts = [f"Resuming sweep {parent}: {kept} of {total} runs stored from the current code"]
+    missing = total - kept - len(stale)
+    if stale:
+        names = changed(old_files, {k: v for key in stale for k, v in files[key].items()}, {n for key in stale for n in files[key]})
+        what = ", ".join(names[:4]) + (f" and {len(names) - 4} more" if len(names) > 4 else "")
+        if not old_files:  # stored by a harness that recorded no fingerprint
+            what = "the code that computed them (not recorded for the stored runs)"
+        parts.append(f"{what} changed since the stored runs: {len(stale)} run{'s' * (len(stale) != 1)} to rerun")
+    if missing:
+        parts.append(f"{missing} run{'s' * (missing != 1)} not stored yet")
+    return "; ".join(parts)
 
 
 def split(groups: list[tuple[list[str], list[list[str]]]], workers: int) -> list[tuple[list[str], list[list[str]]]]:
