@@ -1,4 +1,4 @@
-"""The one analysis of a set of runs. The sweep's closing summary and the report both call it.
+"""The one analysis of a set of runs. The sweep's closing summary and the report both call :func:`analyse`.
 
 Definitions (the report's "How to read" section and the README state them too):
 
@@ -8,35 +8,43 @@ Definitions (the report's "How to read" section and the README state them too):
    its class, ``batch_size``, ``steps``, ``dtype``, stopping rules, ...): ``momentum (momentum=0.99)``.
    The learning rate and the seed are the only things pooled: the runs of one (problem,
    configuration, lr) are the seeds of one experiment.
-2. **Score.** A run's final f - f* (its final loss where f* is unknown); a diverged run scores +inf.
-3. **Best lr** of a configuration on a problem:
-   a. only lrs at which no seed diverged are candidates, unless every lr had a divergence;
+2. **The protocol** (harness/protocol.py): each run counted once and code versions never pooled; the
+   best lr chosen on tuning seeds and every number at it reported from the other seeds; a selection
+   metric; cost counted in steps, gradient evaluations or examples.
+3. **Score.** A run's selection metric (final f - f* by default); a diverged run scores +inf.
+4. **Best lr** of a configuration on a problem, on the tuning seeds:
+   a. only lrs at which no tuning seed diverged are candidates, unless every lr had a divergence;
    b. on problems with listed minima, the higher share of runs ending at a global minimum first;
    c. then the lower median score, where medians <= ``SOLVED`` count as equal and medians equal to
       ``DIGITS`` significant digits tie;
-   d. then the fewer median steps to the target (a run that never reached it counts as never);
+   d. then the lower median cost to the target (a run that never reached it counts as never);
    e. then the larger lr.
-   Configurations are ranked on a problem by the same keys, taken at their best lrs.
-4. **Intervals.** 95% percentile-bootstrap intervals over seeds (``BOOTSTRAP`` resamples from a
-   fixed seed, so reports are reproducible) of the median score and the median steps to target.
-   A comparison is stated only where the two intervals do not overlap.
+   Configurations are ranked on a problem by the same keys on the reporting seeds at their best lrs.
+5. **Intervals** (harness/inference.py): distribution-free order-statistic intervals of the median and
+   the IQM over reporting seeds, each with the level it achieves; exact (Clopper-Pearson) intervals for
+   shares. **Comparisons** are paired sign tests over shared seeds with Holm's correction
+   (harness/comparisons.py).
 """
 
 from __future__ import annotations
 
 import functools
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import yaml
 
+from harness import inference
+from harness.protocol import Protocol, cost_to, cost_unit, count_once, selection, split_seeds
+
 SOLVED = 1e-12  # medians at or below this count as solved (equal)
 DIGITS = 6  # medians equal to this many significant digits tie
 FACTOR = 10.0  # robustness: lrs whose median is within FACTOR x the best
-BOOTSTRAP = 1000
-BOOT_SEED = 0
+LEVEL = 0.95  # the level intervals aim at; each states the level it achieves
 ORDER = ["gd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw", "nadam", "lbfgs"]
+HELD_OUT = ("val_loss", "val_accuracy", "test_loss", "test_accuracy")  # the held-out metrics' names, in one place
 POOLED = {"params.lr", "params.seed", "params.optimizer.lr", "params.problem", "params.optimizer", "params.problem.name", "params.optimizer.name"}
 
 
@@ -127,10 +135,31 @@ def _fold_schedule(df: pd.DataFrame) -> None:
     df["params.schedule"] = names.where(~several, full)
 
 
-def prepare(raw: pd.DataFrame) -> pd.DataFrame:
-    """Runs as read from the store -> one row per run with the analysis columns:
-    problem, config (labels), optimizer, lr, seed, has_fstar, final, score, diverged, global."""
-    df = raw.copy()
+def analyse(raw: pd.DataFrame, target: float, tune="half", select: str = "auto") -> Analysis:
+    """The whole analysis under the protocol: runs, the best lr per configuration, the paired comparisons."""
+    from harness.comparisons import compare
+
+    proto = Protocol()
+    df = prepare(raw, proto, tune, select)
+    bests = best(df, target, proto)
+    return Analysis(df, bests, compare(df, bests, target, proto), proto, target)
+
+
+@dataclass
+class Analysis:
+    df: pd.DataFrame  # one row per counted run (prepare)
+    bests: pd.DataFrame  # one row per (problem, configuration) at its best lr (best)
+    comparisons: pd.DataFrame  # the leader of each problem against every other configuration
+    protocol: Protocol
+    target: float
+
+
+def prepare(raw: pd.DataFrame, proto: Protocol | None = None, tune="half", select: str = "auto") -> pd.DataFrame:
+    """Runs as read from the store -> one row per counted run with the analysis columns: problem,
+    config (labels), optimizer, lr, seed, has_fstar, final, score, select_score, diverged, global,
+    tuning, reporting (protocol rules 1-3)."""
+    proto = proto if proto is not None else Protocol()
+    df = count_once(raw, proto).copy()
     df["lr"] = df["params.lr"].astype(float)
     df["seed"] = df["params.seed"].astype(int)
     df["problem_name"] = df["params.problem"].astype(str)
@@ -149,7 +178,10 @@ def prepare(raw: pd.DataFrame) -> pd.DataFrame:
     df["final"] = sub.where(sub.notna(), df["metrics.final_loss"]).astype(float)
     df["score"] = df["final"].where(~df["diverged"] & np.isfinite(df["final"]), math.inf)
     df["global"] = df["metrics.global_min_reached"].astype(float) if "metrics.global_min_reached" in df else np.nan
-    return df.reset_index(drop=True)
+    df = df.reset_index(drop=True)
+    for prob, g in df.groupby("problem"):
+        proto.unit[prob] = cost_unit(g)
+    return selection(split_seeds(df, tune, proto), select, proto)
 
 
 def problems(df: pd.DataFrame) -> list[str]:
@@ -173,45 +205,59 @@ def steps_to(g: pd.DataFrame, target: float) -> pd.Series:
     return s.where(~g["has_fstar"] | s.notna(), math.inf).where(g["has_fstar"], np.nan)
 
 
+def cost(g: pd.DataFrame, target: float, unit: str) -> pd.Series:
+    """Cost to f - f* <= target per run in ``unit`` (protocol rule 4): +inf where never reached, NaN without f*."""
+    return cost_to(g, steps_to(g, target), target_column(target), unit)
+
+
 def median(values) -> float:
     v = np.asarray(values, dtype=float)
     return float(np.median(v)) if v.size else math.nan
 
 
-def bootstrap(values, seeds, stat=np.median) -> tuple[float, float]:
-    """95% percentile-bootstrap interval of ``stat`` (the median; the mean for shares) over seeds;
-    (nan, nan) with fewer than 2 seeds. Seeded: the same runs always give the same interval."""
-    v = np.asarray(values, dtype=float)[np.argsort(np.asarray(seeds), kind="stable")]
-    if v.size < 2 or np.isnan(v).any():
+def share_interval(k: int, n: int) -> tuple[float, float]:
+    """Exact (Clopper-Pearson) interval of a share k/n at ``LEVEL``; (nan, nan) for n = 0."""
+    if n == 0:
         return math.nan, math.nan
-    idx = np.random.default_rng(BOOT_SEED).integers(0, v.size, size=(BOOTSTRAP, v.size))
-    stats = stat(v[idx], axis=1)
-    return float(np.quantile(stats, 0.025, method="lower")), float(np.quantile(stats, 0.975, method="higher"))
+    from scipy import stats
+
+    ci = stats.binomtest(int(k), int(n)).proportion_ci(LEVEL, method="exact")
+    return float(ci.low), float(ci.high)
 
 
-def _bucket(m: float) -> float:
+def bucket(m: float) -> float:
+    """Scores compared as equal: everything <= SOLVED, and values equal to DIGITS significant digits."""
     if not math.isfinite(m):
         return math.inf
-    return 0.0 if m <= SOLVED else float(f"{m:.{DIGITS - 1}e}")
+    return 0.0 if 0 <= m <= SOLVED else float(f"{m:.{DIGITS - 1}e}")
 
 
-def lr_table(df: pd.DataFrame, target: float) -> pd.DataFrame:
-    """Per (problem, config, lr): seeds, diverged, median / quartiles of the score, global share, median steps."""
-    d = df.assign(steps_t=steps_to(df, target))
+def lr_table(df: pd.DataFrame, target: float, unit: str | dict = "steps") -> pd.DataFrame:
+    """Per (problem, config, lr) over the given runs: seeds, diverged, median / quartiles of the
+    selection score and of the final value, global share, median cost to target."""
+    d = df.assign(cost_t=_costs(df, target, unit))
     g = d.groupby(["problem", "config", "lr"])
-    out = g["score"].agg(median="median", n="size")
+    out = g["select_score"].agg(median="median", n="size")
+    out["final_median"] = g["score"].median()
     out["q25"] = g["score"].quantile(0.25, interpolation="lower")
     out["q75"] = g["score"].quantile(0.75, interpolation="higher")
     out["diverged"] = g["diverged"].sum().astype(int)
     out["global_share"] = g["global"].mean()
-    out["steps"] = g["steps_t"].median()
+    out["steps"] = g["cost_t"].median()
     return out.reset_index()
 
 
+def _costs(df: pd.DataFrame, target: float, unit: str | dict) -> pd.Series:
+    if isinstance(unit, str):
+        return cost(df, target, unit)
+    parts = [cost(g, target, unit[p]) for p, g in df.groupby("problem")]
+    return pd.concat(parts).reindex(df.index) if parts else pd.Series(np.nan, index=df.index)
+
+
 def rank_key(row, minima: bool) -> tuple:
-    """Sort key of rule 3 (b-e): lower is better."""
+    """Sort key of rule 4 (b-e): lower is better."""
     steps = row["steps"] if isinstance(row["steps"], float) and not math.isnan(row["steps"]) else math.inf
-    return (-row["global_share"] if minima else 0.0, _bucket(row["median"]), steps, -row["lr"])
+    return (-row["global_share"] if minima else 0.0, bucket(row["median"]), steps, -row["lr"])
 
 
 def robustness(t: pd.DataFrame, best_lr: float, best: float) -> float:
@@ -219,6 +265,8 @@ def robustness(t: pd.DataFrame, best_lr: float, best: float) -> float:
     t = t.sort_values("lr").reset_index(drop=True)
     if not math.isfinite(best) or len(t) < 2:
         return 0.0
+    if best < 0:  # a metric where higher is better (accuracy): "within FACTOR" has no meaning
+        return math.nan
     ok = (t["median"] <= max(FACTOR * best, SOLVED)).to_numpy()
     i = int(t.index[t["lr"] == best_lr][0])
     lo = hi = i
@@ -229,43 +277,72 @@ def robustness(t: pd.DataFrame, best_lr: float, best: float) -> float:
     return float(np.log10(t["lr"][hi] / t["lr"][lo]))
 
 
-def best(df: pd.DataFrame, target: float) -> pd.DataFrame:
-    """One row per (problem, config) at its best lr (rule 3), ranked within the problem (rank 1 = best)."""
-    table = lr_table(df, target)
-    extra = [c for c in ("metrics.final_test_accuracy", "metrics.final_test_loss") if c in df]
+def choose_lr(t: pd.DataFrame, minima: bool) -> pd.Series:
+    """Rule 4 on one configuration's lr table (tuning seeds)."""
+    cand = t[t["diverged"] == 0] if (t["diverged"] == 0).any() else t
+    return min((r for _, r in cand.iterrows()), key=lambda r: rank_key(r, minima))
+
+
+def at_best(df: pd.DataFrame, prob: str, cfg: str, lr: float, role: str = "reporting") -> pd.DataFrame:
+    """The runs of a configuration at its best lr on the seeds of ``role`` (reporting or tuning)."""
+    g = df[(df.problem == prob) & (df.config == cfg) & (df.lr == lr)]
+    return g[g[role]].sort_values("seed")
+
+
+def best(df: pd.DataFrame, target: float, proto: Protocol) -> pd.DataFrame:
+    """One row per (problem, config): its best lr chosen on the tuning seeds, and every number at it
+    from the reporting seeds; ranked within the problem (rank 1 = best) on the reporting seeds."""
     rows = []
-    for (prob, cfg), t in table.groupby(["problem", "config"], sort=False):
-        g = df[(df.problem == prob) & (df.config == cfg)]
-        minima = has_minima(g)
-        cand = t[t["diverged"] == 0] if (t["diverged"] == 0).any() else t
-        b = min((r for _, r in cand.iterrows()), key=lambda r: rank_key(r, minima))
-        at = g[g.lr == b["lr"]].sort_values("seed")
-        st = steps_to(at, target)
-        lo, hi = bootstrap(at["score"], at["seed"])
-        slo, shi = bootstrap(st, at["seed"]) if at["has_fstar"].all() else (math.nan, math.nan)
-        glo, ghi = bootstrap(at["global"], at["seed"], np.mean) if minima else (math.nan, math.nan)
-        row = dict(
-            problem=prob, config=cfg, optimizer=g["optimizer"].iloc[0], config_order=g["config_order"].iloc[0],
-            best_lr=float(b["lr"]), seeds=int(b["n"]), median=float(b["median"]), q25=float(b["q25"]), q75=float(b["q75"]),
-            ci_lo=lo, ci_hi=hi, steps=float(b["steps"]), steps_lo=slo, steps_hi=shi,
-            reached=int(np.isfinite(st).sum()), fstar=bool(at["has_fstar"].all()), minima=minima,
-            diverged_best=int(b["diverged"]), diverged_all=int(t["diverged"].sum()), runs=int(t["n"].sum()), lrs=len(t),
-            global_share=float(b["global_share"]) if minima else math.nan, global_lo=glo, global_hi=ghi,
-            global_max=float(t["global_share"].max()) if minima else math.nan,
-            global_max_lr=float(t.loc[t["global_share"].idxmax(), "lr"]) if minima else math.nan,
-            robust_decades=robustness(t, b["lr"], b["median"]),
-        )
-        for c in extra:
-            row[c[len("metrics.final_") :]] = median(at[c].dropna()) if at[c].notna().any() else math.nan
-        rows.append(row)
+    for (prob, cfg), g in df.groupby(["problem", "config"], sort=False):
+        unit, minima = proto.unit[prob], has_minima(g)
+        t = lr_table(g[g["tuning"]], target, unit)
+        b = choose_lr(t, minima)
+        at = at_best(df, prob, cfg, b["lr"])
+        rows.append(_report_row(g, at, t, b, target, unit, minima))
     out = pd.DataFrame(rows)
     out["rank"] = 0
     for _, g in out.groupby("problem"):
         minima = bool(g["minima"].all())
-        keys = {i: (*rank_key(r.rename({"best_lr": "lr"}), minima)[:3], r["config_order"]) for i, r in g.iterrows()}
+        keys = {i: (-r["global_share"] if minima else 0.0, bucket(r["select_median"]), r["steps"] if math.isfinite(r["steps"]) else math.inf,
+                    r["config_order"]) for i, r in g.iterrows()}
         for k, i in enumerate(sorted(keys, key=keys.get), start=1):
             out.loc[i, "rank"] = k
     return out.sort_values(["problem", "rank"]).reset_index(drop=True)
+
+
+def _report_row(g: pd.DataFrame, at: pd.DataFrame, t: pd.DataFrame, b: pd.Series, target: float, unit: str, minima: bool) -> dict:
+    """The numbers of one configuration at its best lr, from the reporting runs ``at``."""
+    fstar = bool(at["has_fstar"].all()) if len(at) else bool(g["has_fstar"].all())
+    score = at["score"].to_numpy(float)
+    lo, hi, level = inference.median_interval(score, LEVEL)
+    iqm_lo, iqm_hi, iqm_level = inference.iqm_interval(score, LEVEL)
+    c = cost(at, target, unit).to_numpy(float) if fstar else np.full(len(at), np.nan)
+    c_lo, c_hi, c_level = inference.median_interval(c, LEVEL) if fstar and len(c) else (math.nan,) * 3
+    k_glob = int((at["global"] > 0).sum()) if minima else 0
+    glo, ghi = share_interval(k_glob, len(at)) if minima else (math.nan, math.nan)
+    row = dict(
+        problem=g["problem"].iloc[0], config=g["config"].iloc[0], optimizer=g["optimizer"].iloc[0], config_order=g["config_order"].iloc[0],
+        best_lr=float(b["lr"]), seeds=len(at), tune_seeds=int(b["n"]), median=median(score), q25=_q(score, 0.25), q75=_q(score, 0.75),
+        ci_lo=lo, ci_hi=hi, ci_level=level, iqm=inference.iqm(score) if len(score) else math.nan, iqm_lo=iqm_lo, iqm_hi=iqm_hi, iqm_level=iqm_level,
+        select_median=median(at["select_score"]), tune_median=float(b["median"]),
+        steps=median(c) if fstar else math.nan, steps_lo=c_lo, steps_hi=c_hi, steps_level=c_level, unit=unit,
+        reached=int(np.isfinite(c).sum()) if fstar else 0, fstar=fstar, minima=minima,
+        diverged_best=int(at["diverged"].sum()), diverged_all=int(g["diverged"].sum()), runs=len(g), lrs=len(t),
+        global_share=k_glob / len(at) if minima and len(at) else math.nan, global_lo=glo, global_hi=ghi,
+        global_max=float(t["global_share"].max()) if minima else math.nan,
+        global_max_lr=float(t.loc[t["global_share"].idxmax(), "lr"]) if minima else math.nan,
+        robust_decades=robustness(t, b["lr"], b["median"]),
+    )
+    for c in HELD_OUT:
+        col = f"metrics.final_{c}"
+        row[c] = median(at[col].dropna()) if col in at and at[col].notna().any() else math.nan
+    return row
+
+
+def _q(v: np.ndarray, q: float) -> float:
+    if not v.size:
+        return math.nan
+    return float(np.quantile(v, q, method="lower" if q < 0.5 else "higher"))
 
 
 def outcome_shares(df: pd.DataFrame) -> pd.DataFrame:
@@ -307,94 +384,26 @@ def target_levels(g: pd.DataFrame) -> list[float]:
     return sorted(levels, reverse=True)
 
 
-def ecdf(df: pd.DataFrame, bests: pd.DataFrame, prob: str, grid: np.ndarray, resamples: int = 200) -> dict[str, tuple]:
-    """COCO-style runtime distribution per configuration at its best lr: the share of (seed, target)
-    pairs with f - f* <= target by step t, over every logged target, with a 95% bootstrap band over
-    seeds. Returns {config: (share[len(grid)], lo, hi, targets)}."""
+def ecdf(df: pd.DataFrame, bests: pd.DataFrame, prob: str, grid: np.ndarray, unit: str) -> dict[str, tuple]:
+    """COCO-style runtime distribution per configuration at its best lr, on the reporting seeds: the share
+    of (seed, target) pairs with f - f* <= target within cost c (in ``unit``), over every logged target.
+    Returns {config: (share[len(grid)], targets)}."""
     g = df[df.problem == prob]
     levels = target_levels(g)
     out = {}
     if not levels or not g["has_fstar"].all():
         return out
     for _, b in bests[bests.problem == prob].iterrows():
-        at = g[(g.config == b["config"]) & (g.lr == b["best_lr"])].sort_values("seed")
-        hits = np.column_stack([steps_to(at, lv).to_numpy() for lv in levels])  # [seeds, targets]
-        share = (hits[:, :, None] <= grid).mean(axis=(0, 1))
-        if len(at) >= 2:
-            idx = np.random.default_rng(BOOT_SEED).integers(0, len(at), size=(resamples, len(at)))
-            boot = (hits[idx][..., None] <= grid).mean(axis=(1, 2))
-            lo, hi = np.quantile(boot, 0.025, axis=0), np.quantile(boot, 0.975, axis=0)
-        else:
-            lo = hi = share
-        out[b["config"]] = (share, lo, hi, levels)
+        at = at_best(df, prob, b["config"], b["best_lr"])
+        hits = np.column_stack([cost(at, lv, unit).to_numpy(float) for lv in levels])  # [seeds, targets]
+        out[b["config"]] = ((hits[:, :, None] <= grid).mean(axis=(0, 1)), levels)
     return out
 
 
-def separated(a_hi: float, b_lo: float) -> bool:
-    return not (math.isnan(a_hi) or math.isnan(b_lo)) and a_hi < b_lo
-
-
-def findings(df: pd.DataFrame, bests: pd.DataFrame, target: float) -> list[str]:
-    """Plain-language findings; a comparison is stated only where the intervals separate."""
-    from harness.formatting import lr as fl
-    from harness.formatting import share, value
-
-    lines = []
-    for prob, s in bests.groupby("problem", sort=True):
-        s = s.sort_values("rank")
-        if not np.isfinite(s["median"]).any():
-            lines.append(f"On {prob}, every run diverged at every learning rate tried.")
-            continue
-        lead = next(s.itertuples())
-        who = f"{lead.config} at lr={fl(lead.best_lr)}"
-        if lead.minima:
-            others = "; ".join(f"{r.config} at most {share(r.global_max)}" for r in s.iloc[1:].itertuples())
-            lines.append(f"On {prob}, {who} reached a global minimum from {share(lead.global_share)} of starts "
-                         f"({round(lead.global_share * lead.seeds)}/{lead.seeds})" + (f"; {others} at any lr." if others else "."))
-        if lead.fstar and math.isfinite(lead.steps):
-            lines.append(f"On {prob}, {who} reached f - f* <= {target:.0e} in a median {lead.steps:.0f} steps "
-                         f"({lead.reached}/{lead.seeds} seeds).")
-        elif lead.fstar:
-            lines.append(f"On {prob}, no configuration reached f - f* <= {target:.0e} in most seeds at its best lr; "
-                         f"the best median final value was {value(lead.median, True)} ({who}).")
-        behind, tied, names = [], [], []
-        for r in s.iloc[1:].itertuples():
-            before = len(behind)
-            if lead.fstar and math.isfinite(lead.steps) and separated(lead.steps_hi, r.steps_lo):
-                ratio = f"{r.steps / max(lead.steps, 1):.1f}x sooner" if math.isfinite(r.steps) else "where it did not"
-                behind.append(f"{lead.config} reached {target:.0e} {ratio} than {r.config} "
-                              f"(median {lead.steps:.0f} vs {r.steps:.0f} steps; 95% intervals separate)")
-            elif separated(lead.ci_hi, r.ci_lo):
-                behind.append(f"{lead.config} ended lower than {r.config} (median {value(lead.median, lead.fstar)} vs {value(r.median, r.fstar)}; 95% intervals separate)")
-            elif lead.minima and separated(r.global_hi, lead.global_lo):
-                behind.append(f"{lead.config} reached a global minimum more often than {r.config} ({share(lead.global_share)} vs {share(r.global_share)}; 95% intervals separate)")
-            else:
-                tied.append(r.config)
-            if len(behind) > before:
-                names.append(r.config)
-        if len(behind) > 4:
-            behind = behind[:3] + [f"{lead.config} was also clearly ahead of {', '.join(names[3:])} (95% intervals separate)"]
-        lines += [f"On {prob}, {b}." for b in behind]
-        if tied:
-            n = int(s["seeds"].min())
-            lines.append(f"On {prob}, {', '.join(tied)} {'is' if len(tied) == 1 else 'are'} indistinguishable from {lead.config} on {n} seed{'s' * (n != 1)}.")
-        fin = s[np.isfinite(s["median"]) & (s["lrs"] > 1)]
-        if len(fin) > 1:
-            top = fin[fin["robust_decades"] == fin["robust_decades"].max()]
-            if len(top) == 1:
-                rob = next(top.itertuples())
-                lines.append(f"On {prob}, {rob.config} was the most robust: within {FACTOR:g}x of its best over {rob.robust_decades:.1f} decades of lr.")
-            else:
-                lines.append(f"On {prob}, {', '.join(top['config'])} were equally robust: within {FACTOR:g}x of their best over {top['robust_decades'].iloc[0]:.1f} decades of lr.")
-    for prob, cfg, lr0, d, n in divergence_edges(df):
-        lines.append(f"On {prob}, {cfg} diverged at lr >= {fl(lr0)} in {d}/{n} runs.")
-    return lines
-
-
-def performance_profile(df: pd.DataFrame, bests: pd.DataFrame, target: float, taus: np.ndarray) -> dict[str, np.ndarray]:
-    """Dolan-More profile over (problem, seed) instances of problems with f*, for configurations run on
-    every such problem: cost = steps to target at the best lr. Empty when fewer than two configurations
-    qualify or no instance was solved."""
+def performance_profile(df: pd.DataFrame, bests: pd.DataFrame, target: float, taus: np.ndarray, units: dict[str, str]) -> dict[str, np.ndarray]:
+    """Dolan-More profile over (problem, reporting seed) instances of problems with f*, for configurations
+    run on every such problem: cost = cost to target at the best lr, in each problem's unit. Empty when
+    fewer than two configurations qualify or no instance was solved."""
     b = bests[bests["fstar"]]
     if b.empty:
         return {}
@@ -402,15 +411,15 @@ def performance_profile(df: pd.DataFrame, bests: pd.DataFrame, target: float, ta
     common = [c for c in configs(df) if set(b[b.config == c]["problem"]) == probs]
     if len(common) < 2:
         return {}
-    cost: dict[tuple, float] = {}
+    cost_of: dict[tuple, float] = {}
     for _, r in b[b.config.isin(common)].iterrows():
-        at = df[(df.problem == r["problem"]) & (df.config == r["config"]) & (df.lr == r["best_lr"])]
-        for seed, s in zip(at["seed"], steps_to(at, target)):
-            cost[(r["config"], r["problem"], seed)] = float(s)
-    instances = sorted({k[1:] for k in cost})
+        at = at_best(df, r["problem"], r["config"], r["best_lr"])
+        for seed, s in zip(at["seed"], cost(at, target, units[r["problem"]])):
+            cost_of[(r["config"], r["problem"], seed)] = float(s)
+    instances = sorted({k[1:] for k in cost_of})
     ratios: dict[str, list[float]] = {c: [] for c in common}
     for inst in instances:
-        c = {o: cost.get((o, *inst), math.inf) for o in common}
+        c = {o: cost_of.get((o, *inst), math.inf) for o in common}
         m = min(c.values())
         if not math.isfinite(m):
             continue

@@ -26,11 +26,11 @@ def steps(v: float) -> str:
     return "never" if math.isinf(v) else f"{v:.0f}"
 
 
-def interval(lo: float, hi: float, fmt=value) -> str:
-    """``[lo, hi]``, or ``–`` where there is no interval (fewer than two seeds)."""
+def interval(lo: float, hi: float, fmt=value, level: float | None = None) -> str:
+    """``[lo, hi] 94%`` (with the level the interval achieves), or ``–`` where there is none (fewer than two seeds)."""
     if lo is None or math.isnan(lo) or math.isnan(hi):
         return "–"
-    return f"[{fmt(lo)}, {fmt(hi)}]"
+    return f"[{fmt(lo)}, {fmt(hi)}]" + (f" {level:.0%}" if level is not None and not math.isnan(level) else "")
 
 
 def share(v: float) -> str:

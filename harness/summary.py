@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 
 from harness import analysis
@@ -11,17 +12,22 @@ TARGET = 1e-6  # the report's default target
 
 
 def columns(target: float) -> list[str]:
-    return ["problem", "configuration", "best lr", "median final", "95% interval", f"steps to {target:.0e}",
+    return ["problem", "configuration", "best lr", "median final", "interval (level)", "IQM", f"cost to {target:.0e}",
             "diverged at best lr", "diverged (all lrs)", "global min (best lr)"]
+
+
+UNIT_SHORT = {"steps": "steps", "evals": "evals", "examples": "examples"}
 
 
 def rows(bests, target: float) -> list[list[str]]:
     """One row per (problem, configuration), ranked within each problem; the report's table starts with these cells."""
     out = []
     for r in bests.itertuples():
-        steps = fmt.steps(r.steps) + (f" ({r.reached}/{r.seeds})" if r.fstar and 0 < r.reached < r.seeds else "")
-        out.append([r.problem, r.config, fmt.lr(r.best_lr), fmt.value(r.median, r.fstar), fmt.interval(r.ci_lo, r.ci_hi, lambda v, f=r.fstar: fmt.value(v, f)),
-                    steps if r.fstar else "–", fmt.count(r.diverged_best, r.seeds), fmt.count(r.diverged_all, r.runs),
+        cost = fmt.steps(r.steps) + (f" {UNIT_SHORT[r.unit]}" if math.isfinite(r.steps) else "")
+        cost += f" ({r.reached}/{r.seeds})" if r.fstar and 0 < r.reached < r.seeds else ""
+        val = lambda v, f=r.fstar: fmt.value(v, f)  # noqa: E731
+        out.append([r.problem, r.config, fmt.lr(r.best_lr), val(r.median), fmt.interval(r.ci_lo, r.ci_hi, val, r.ci_level), val(r.iqm),
+                    cost if r.fstar else "–", fmt.count(r.diverged_best, r.seeds), fmt.count(r.diverged_all, r.runs),
                     fmt.share(r.global_share) if r.minima else "–"])
     return out
 
@@ -32,19 +38,39 @@ def text_table(header: list[str], body: list[list[str]]) -> str:
     return "\n".join([line(header)] + [line(r) for r in body])
 
 
+def protocol_line(a) -> str:
+    """The protocol in one line per problem group: seeds that tune and report, selection metric, unit."""
+    from harness.protocol import SELECTABLE, UNITS
+
+    p = a.protocol
+    parts = []
+    for prob in sorted(p.tune_seeds):
+        split = (f"all {len(p.tune_seeds[prob])} seeds tune and report (too few to split: optimistic)" if p.shared(prob)
+                 else f"lr chosen on seeds {_seeds(p.tune_seeds[prob])}, reported on seeds {_seeds(p.report_seeds[prob])}")
+        parts.append(f"{prob}: {split}; selected by {SELECTABLE[p.select[prob]].split(' (')[0]}; cost in {UNITS[p.unit[prob]]}")
+    return "\n".join(parts)
+
+
+def _seeds(s: list[int]) -> str:
+    return ", ".join(map(str, s)) if len(s) <= 6 else f"{s[0]}–{s[-1]} ({len(s)})"
+
+
 def sweep_summary(uri: str, experiment: str, experiment_id: str, parent: str, seconds: float, expected: int) -> str:
     """One screen: runs, divergences, the best lr per (problem, configuration), where to look."""
     from harness.store import read_runs, runs_view
 
     rs = read_runs(uri, experiment, sweep=parent)
-    df = analysis.prepare(rs.runs)
-    bests = analysis.best(df, TARGET)
-    lines = [f"\nSweep done: {len(df)} of {expected} runs in {seconds:.1f} s, {int(df['diverged'].sum())} diverged.", ""]
+    a = analysis.analyse(rs.runs, TARGET)
+    df, bests = a.df, a.bests
+    aside = a.protocol.duplicates + sum(a.protocol.older_code.values())
+    extra = f" ({aside} older runs of the same members set aside)" if aside else ""
+    lines = [f"\nSweep done: {len(df)} of {expected} runs in {seconds:.1f} s, {int(df['diverged'].sum())} diverged{extra}.", ""]
     lines.append(text_table(columns(TARGET), rows(bests, TARGET)))
     shown = uri.replace("sqlite:///" + os.getcwd() + "/", "sqlite:///")  # relative when in the launch dir
     page = runs_view(uri, experiment_id)
     ui = f"open {page}" if uri.startswith("http") else f"mlflow ui --backend-store-uri {shown}  then open {page}"
-    lines += ["", "median final = median over seeds of f - f* (loss where f* is unknown) at the best lr, with its 95% bootstrap",
-              "interval; best lr: no divergence, most global minima, lowest median, fewest steps, larger lr (see the report).",
+    lines += ["", protocol_line(a),
+              "median final = median over reporting seeds of f - f* (loss where f* is unknown) at the best lr; interval: order-statistic",
+              "interval of that median with the level it reaches; IQM: interquartile mean. Best lr: see the report's How to read.",
               f"Runs: parent run {parent} in {shown}. Report: python -m harness.report", f"Browse: {ui}"]
     return "\n".join(lines)

@@ -25,6 +25,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--name", help="report directory under --out (default: derived from the sweep)")
     ap.add_argument("--out", default="reports", help="parent directory of reports (default: reports)")
     ap.add_argument("--target", type=float, default=1e-6, help="target level of f - f* for steps-to-target (default 1e-6)")
+    ap.add_argument("--tune-seeds", default="half", help="seeds that choose each configuration's lr: half (default: the lower half of a "
+                    "problem's seeds, the rest report; all seeds do both below 4 seeds), all, or a number N (the N lowest seeds)")
+    ap.add_argument("--select", default="auto", help="selection metric: auto (default: final f - f*; the validation loss where f* is "
+                    "unknown and held-out metrics were logged), final, train_loss, val_loss or val_accuracy")
     ap.add_argument("--no-attach", action="store_true", help="do not attach the report to the sweep's parent run")
     a = ap.parse_args(argv)
 
@@ -52,9 +56,15 @@ def main(argv: list[str] | None = None) -> int:
     else:
         name = "filter-" + time.strftime("%Y%m%d-%H%M%S")
     name = re.sub(r"[^A-Za-z0-9_.-]+", "-", name)
+    from harness.protocol import ProtocolError
     from harness.report.build import build
 
-    path = build(rs, Path(a.out) / name, name, a.target)
+    tune = int(a.tune_seeds) if a.tune_seeds.isdigit() else a.tune_seeds
+    try:
+        path = build(rs, Path(a.out) / name, name, a.target, tune, a.select)
+    except ProtocolError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     figs = len(list(path.parent.glob("*.png")))
     attached = ""
     if rs.sweep and not a.no_attach:

@@ -17,6 +17,8 @@ import pandas as pd
 
 from harness import analysis, summary
 from harness import formatting as fmt
+from harness.findings import findings
+from harness.protocol import MIN_SPLIT
 from harness.report import figures
 from harness.store import RunSet
 
@@ -100,18 +102,37 @@ def setup(rs: RunSet, df: pd.DataFrame) -> str:
     return out + "\n\nReproduce with:\n\n```\n" + "\n".join(src) + "\n```\n"
 
 
-def summary_table(bests: pd.DataFrame, target: float) -> str:
-    head = summary.columns(target) + [f"95% interval (steps to {target:.0e})", "IQR", f"robustness (decades within {analysis.FACTOR:g}x)"]
-    extra = [c for c in ("test_accuracy", "test_loss") if c in bests and bests[c].notna().any()]
+def summary_table(a: analysis.Analysis) -> str:
+    bests, target = a.bests, a.target
+    head = summary.columns(target) + ["IQM interval (level)", "interval of the cost (level)", "IQR", f"robustness (decades within {analysis.FACTOR:g}x)"]
+    extra = [c for c in analysis.HELD_OUT if c in bests and bests[c].notna().any()]
     head += [f"{c.replace('_', ' ')} (median)" for c in extra]
     body = []
     for cells, r in zip(summary.rows(bests, target), bests.itertuples()):
-        iqr = f"{fmt.value(r.q25, r.fstar)} – {fmt.value(r.q75, r.fstar)}" if r.seeds > 1 else "–"
-        steps_ci = fmt.interval(r.steps_lo, r.steps_hi, fmt.steps) if r.fstar else "–"
-        cells = cells + [steps_ci, iqr, f"{r.robust_decades:.1f}" if r.lrs > 1 else "–"]
+        val = lambda v, f=r.fstar: fmt.value(v, f)  # noqa: E731
+        iqr = f"{val(r.q25)} – {val(r.q75)}" if r.seeds > 1 else "–"
+        cost_ci = fmt.interval(r.steps_lo, r.steps_hi, fmt.steps, r.steps_level) if r.fstar else "–"
+        rob = f"{r.robust_decades:.1f}" if r.lrs > 1 and not math.isnan(r.robust_decades) else "–"
+        cells = cells + [fmt.interval(r.iqm_lo, r.iqm_hi, val, r.iqm_level), cost_ci, iqr, rob]
         cells += [(f"{getattr(r, c):.3f}" if not math.isnan(getattr(r, c)) else "–") for c in extra]
         body.append(cells)
     return table(head, body)
+
+
+def protocol_section(a: analysis.Analysis) -> list[str]:
+    """What this report counted, on which seeds it chose and reported, and what it set aside."""
+    p = a.protocol
+    lines = [summary.protocol_line(a).replace("\n", "  \n"), ""]
+    if p.duplicates:
+        lines.append(f"{p.duplicates} run(s) repeated a (problem, configuration, lr, seed) already counted (overlapping sweeps); "
+                     "the newest of each was kept.")
+    for what, n in sorted(p.older_code.items()):
+        lines.append(f"{n} run(s) of {what} ran older code (tag `harness.code_hash`) than the newest runs of it and were set aside; "
+                     "select them with `--filter \"tags.`harness.code_hash` = '...'\"`.")
+    if any(p.shared(prob) for prob in p.tune_seeds):
+        lines.append(f"Where all seeds tune and report (fewer than {MIN_SPLIT} seeds), the numbers at the best lr are optimistic: "
+                     "the lr was chosen on the very seeds reported.")
+    return lines + [""]
 
 
 def _rate(v: float) -> str:
@@ -134,6 +155,13 @@ def quadratic_theory(df: pd.DataFrame, prob: str) -> str:
 
 
 HOW_TO_READ = """\
+- **The protocol, in short.** Each (problem, configuration, lr, seed) counts once (the newest run; runs
+  of older code are set aside, never pooled). Each configuration's best lr is chosen on the *tuning*
+  seeds and every number at it comes from the other, *reporting* seeds (by default the lower half of a
+  problem's seeds choose, the upper half report; with fewer than {min_split} seeds all do both, and the
+  report says so). Cost is counted in steps, or in gradient evaluations where configurations differ in
+  evaluations per step (L-BFGS's line search), or in examples where they differ in batch size.
+  `python -m harness.report --tune-seeds N --select METRIC` changes the split and the selection metric.
 - **Problem and configuration.** A configuration is everything that varies among these runs except the
   learning rate and the seed: an optimizer hyperparameter, its class, `batch_size`, `steps`, `dtype`,
   stopping rules. A varying problem parameter or start point makes a separate problem. Each is named by
@@ -141,25 +169,35 @@ HOW_TO_READ = """\
 - **Final value** is f(x) − f* at the last step (the final training loss where f* is unknown); lower is
   better. `= f*` means the run ended exactly at f*. A run is **diverged** when its loss became
   non-finite or exploded; it counts as +∞ and is always shown (× at the top of the sensitivity plots).
-- **Best lr** of a configuration on a problem: (1) only lrs at which no seed diverged are candidates,
-  unless every lr had a divergence; (2) on problems with several listed minima, the higher share of runs
-  ending at a global minimum wins; (3) then the lower median final value, where medians ≤ {solved:g}
-  count as equal and medians equal to {digits} significant digits tie; (4) then fewer median steps to
-  the target (a seed that never reached it counts as never); (5) then the larger lr. Configurations are
-  ranked within a problem by the same rule at their best lrs; the summary lists them in that order.
-- **95% interval**: a percentile bootstrap over seeds ({boot} resamples, fixed seed: the same runs give
-  the same interval) of the median final value and of the median steps to target. A finding compares
-  two configurations only where their intervals do not overlap; otherwise it says they are
-  indistinguishable on that many seeds. One seed gives no interval.
-- **Steps to target**: the first step with f − f* ≤ {target:.0e}, median over all seeds at the best lr
-  (`never` when most seeds did not reach it; the count of seeds that did is in brackets).
+- **Selection metric**: the final value where f* is known; the final validation loss where the runs
+  logged held-out metrics and f* is unknown (the CNN), whose test metrics are then reported beside it.
+- **Best lr** of a configuration on a problem, on the tuning seeds: (1) only lrs at which no seed
+  diverged are candidates, unless every lr had a divergence; (2) on problems with several listed minima,
+  the higher share of runs ending at a global minimum wins; (3) then the lower median selection metric,
+  where medians ≤ {solved:g} count as equal and medians equal to {digits} significant digits tie; (4) then
+  the lower median cost to the target (never reached counts as never); (5) then the larger lr.
+  Configurations are ranked within a problem by the same rule on the reporting seeds at their best lrs.
+- **Intervals** hold at the level printed beside them, for any distribution of results: the interval of
+  a median is [x(k), x(n−k+1)] of the sorted reporting seeds, with the largest k whose binomial
+  coverage is ≥ 95%; with too few seeds it is [min, max] at the level that reaches (3 seeds: 75%,
+  5 seeds: 94%). The IQM (interquartile mean, robust to outlying seeds) has an order-statistic interval
+  with a guaranteed level (conservative). Shares of runs have exact (Clopper–Pearson) 95% intervals.
+- **Comparisons** are paired: on each problem the first-ranked configuration meets every other on the
+  reporting seeds both ran, each at its own best lr; a seed is won by reaching a global minimum, then
+  by the lower cost to the target, then by the lower selection metric. A two-sided sign test gives p,
+  Holm's correction runs over every comparison in the report, and "beat" means p < 0.05 after it;
+  P(better) is the share of differing seeds won, with its exact 95% interval. Otherwise the findings
+  call the two indistinguishable (with fewer than 6 seeds a sign test cannot reach 0.05).
+- **Cost to target**: the cost of the first step with f − f* ≤ {target:.0e}, median over the reporting
+  seeds (`never` when most did not reach it; the count that did is in brackets).
 - **Robustness**: the width, in decades, of the contiguous range of learning rates around the best one
-  whose median final value is within {factor:g}× of the best (any value ≤ {solved:g} counts as within).
+  whose median selection metric (tuning seeds) is within {factor:g}× of the best.
+- **Time** is not compared: `batch_wall_time_s` is the time of the whole batch a run was part of.
 - **Runtime distribution** (COCO-style ECDF): for each configuration at its best lr, the share of
-  (seed, target) pairs, over every logged target, reached by step t; the band is a 95% bootstrap over seeds.
+  (reporting seed, target) pairs, over every logged target, reached within a cost.
 - **Performance profile** (Dolan–Moré, when at least two configurations ran on every problem with f*):
-  the share of (problem, seed) instances a configuration solved to the target within τ× the steps of the
-  fastest one on that instance.
+  the share of (problem, reporting seed) instances a configuration solved to the target within τ× the
+  cost of the cheapest one on that instance.
 - **Where runs ended** (problems with several listed minima): the share of runs ending within
   `stats.basin_tol` of a global minimum, of a local minimum, of no listed minimum, or diverged.
 """
@@ -172,22 +210,23 @@ def _draw(i: int):
     return key, fn(*args)
 
 
-def render(rs: RunSet, df: pd.DataFrame, bests: pd.DataFrame, target: float, out: Path) -> dict:
+def render(rs: RunSet, a: analysis.Analysis, out: Path) -> dict:
     """Draw every figure; returns {key: file name or None}. Curves are read in the parent first (one
     query), then figures are drawn by two forked workers, which touch no store."""
+    df, bests, target, units = a.df, a.bests, a.target, a.protocol.unit
     order = analysis.configs(df)
     col = figures.colours(order)
     shares = analysis.outcome_shares(df)
-    jobs = [("profile", figures.profile, (df, bests, target, col, out))]
+    jobs = [("profile", figures.profile, (df, bests, target, units, col, out))]
     for prob in analysis.problems(df):
         g = df[df.problem == prob]
         key = "suboptimality" if bool(g["has_fstar"].all()) else "loss"
-        ids = [rid for r in bests[bests.problem == prob].itertuples() for rid in g[(g.config == r.config) & (g.lr == r.best_lr)]["run_id"]]
-        tests = tuple(k for k in ("test_loss", "test_accuracy") if f"metrics.final_{k}" in g and g[f"metrics.final_{k}"].notna().any())
+        ids = [rid for r in bests[bests.problem == prob].itertuples() for rid in analysis.at_best(df, prob, r.config, r.best_lr)["run_id"]]
+        tests = tuple(k for k in analysis.HELD_OUT if f"metrics.final_{k}" in g and g[f"metrics.final_{k}"].notna().any())
         figures.read_curves(rs, ids, (key, *tests))  # prefetch into the cache
-        jobs += [(("curves", prob), figures.loss_curves, (rs, df, bests, prob, col, out, prob)),
-                 (("lr", prob), figures.lr_sensitivity, (df, prob, target, col, order, out, prob)),
-                 (("ecdf", prob), figures.runtime_distribution, (df, bests, prob, col, out, prob)),
+        jobs += [(("curves", prob), figures.loss_curves, (rs, df, bests, prob, units[prob], col, out, prob)),
+                 (("lr", prob), figures.lr_sensitivity, (df, prob, target, units[prob], col, order, out, prob)),
+                 (("ecdf", prob), figures.runtime_distribution, (df, bests, prob, units[prob], col, out, prob)),
                  (("trajectories", prob), figures.trajectories, (rs, df, bests, prob, col, out, prob))]
         if g["global"].notna().all() and "tags.basin" in g:
             jobs.append((("minima", prob), figures.outcomes, (shares, prob, order, out, prob)))
@@ -218,12 +257,12 @@ def _single_threaded() -> bool:
         return False
 
 
-def build(rs: RunSet, out: Path, name: str, target: float) -> Path:
+def build(rs: RunSet, out: Path, name: str, target: float, tune="half", select: str = "auto") -> Path:
+    a = analysis.analyse(rs.runs, target, tune, select)
     out.mkdir(parents=True, exist_ok=True)
     for old in out.glob("*.png"):
         old.unlink()
-    df = analysis.prepare(rs.runs)
-    bests = analysis.best(df, target)
+    df = a.df
     shown_uri = rs.uri.replace("sqlite:///" + os.getcwd() + "/", "sqlite:///")
     if rs.sweep:
         src = f"sweep `{rs.sweep}` ({rs.parents[rs.sweep]['name']})"
@@ -231,14 +270,25 @@ def build(rs: RunSet, out: Path, name: str, target: float) -> Path:
         src = f"the runs matching `{rs.filter}`"
     md = [f"# Optimizer report: {name}", "",
           f"Generated {time.strftime('%Y-%m-%d %H:%M')} from {src} in experiment `{rs.experiment}` of `{shown_uri}`: "
-          f"{len(df)} finished runs, {df['problem'].nunique()} problem(s), {df['config'].nunique()} configuration(s).", ""]
+          f"{len(df)} finished runs counted, {df['problem'].nunique()} problem(s), {df['config'].nunique()} configuration(s).", ""]
     md += banner(rs, len(df))
-    md += ["## Findings", ""] + [f"- {f}" for f in analysis.findings(df, bests, target)]
-    md += ["", "## Summary", "", "Per problem, configurations ranked best first (see *How to read*).", "", summary_table(bests, target), ""]
-    figs = render(rs, df, bests, target, out)
+    md += ["## Findings", ""] + [f"- {f}" for f in findings(a)]
+    md += ["", "## Summary", "", "Per problem, configurations ranked best first (see *How to read*).", "", summary_table(a), ""]
+    md += protocol_section(a)
+    figs = render(rs, a, out)
     if figs.get("profile"):
         md += ["### Across problems", "", f"![performance profile]({figs['profile']})", ""]
     md += ["## Set-up", "", setup(rs, df)]
+    md += per_problem(df, figs)
+    md += ["## How to read this report", "",
+           HOW_TO_READ.format(factor=analysis.FACTOR, solved=analysis.SOLVED, digits=analysis.DIGITS, min_split=MIN_SPLIT, target=target)]
+    path = out / "report.md"
+    path.write_text("\n".join(md))
+    return path
+
+
+def per_problem(df: pd.DataFrame, figs: dict) -> list[str]:
+    md = []
     for prob in analysis.problems(df):
         g = df[df.problem == prob]
         alt = prob.replace("[", "\\[").replace("]", "\\]")
@@ -247,20 +297,14 @@ def build(rs: RunSet, out: Path, name: str, target: float) -> Path:
         theory = quadratic_theory(df, prob)
         if theory:
             md += [theory]
-        if figs.get(("ecdf", prob)):
-            md += ["### Runtime distribution", "", f"![runtime distribution on {alt}]({figs['ecdf', prob]})", ""]
-        if figs.get(("minima", prob)):
-            md += ["### Where runs ended", "", f"![outcomes on {alt}]({figs['minima', prob]})", ""]
-        if figs.get(("trajectories", prob)):
-            md += ["### Trajectories", "", f"![trajectories on {alt}]({figs['trajectories', prob]})", ""]
+        for key, title, what in (("ecdf", "Runtime distribution", "runtime distribution"), ("minima", "Where runs ended", "outcomes"),
+                                 ("trajectories", "Trajectories", "trajectories")):
+            if figs.get((key, prob)):
+                md += [f"### {title}", "", f"![{what} on {alt}]({figs[key, prob]})", ""]
         ok = g[~g["diverged"]]
         fstar = bool(g["has_fstar"].all())
         rows = [[c, fmt.value(s.min(), fstar), fmt.value(s.median(), fstar), fmt.value(s.max(), fstar)]
                 for c in analysis.configs(g) if len(s := ok[ok.config == c]["final"])]
         if rows:
             md += ["Spread of final values across all non-diverged runs (every lr and seed):", "", table(["configuration", "min", "median", "max"], rows), ""]
-    md += ["## How to read this report", "",
-           HOW_TO_READ.format(factor=analysis.FACTOR, solved=analysis.SOLVED, digits=analysis.DIGITS, boot=analysis.BOOTSTRAP, target=target)]
-    path = out / "report.md"
-    path.write_text("\n".join(md))
-    return path
+    return md

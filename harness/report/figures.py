@@ -66,24 +66,37 @@ def _fstar_line(ax, floor: float, shown: bool) -> None:
 
 def _at_best(df, bests, prob):
     for r in bests[bests.problem == prob].itertuples():
-        yield r, df[(df.problem == prob) & (df.config == r.config) & (df.lr == r.best_lr)]
+        yield r, analysis.at_best(df, prob, r.config, r.best_lr)
 
 
-def loss_curves(rs: RunSet, df: pd.DataFrame, bests: pd.DataFrame, prob: str, col: dict, out: Path, name: str) -> str:
-    """Median and inter-quartile band over seeds, per configuration at its best lr, vs step and wall time;
-    test loss and accuracy vs step where the problem evaluates them."""
+def _per_step(at: pd.DataFrame, unit: str) -> pd.Series:
+    """Each run's cost per step in ``unit`` (1 for steps), from its summary metrics."""
+    col = {"evals": "metrics.grad_evals", "examples": "metrics.examples"}.get(unit)
+    if col is None or col not in at:
+        return pd.Series(1.0, index=at["run_id"])
+    steps = at["metrics.steps"].astype(float)
+    return pd.Series((at[col].astype(float) / steps.where(steps > 0)).fillna(1.0).to_numpy(), index=at["run_id"])
+
+
+AXIS = {"steps": "step", "evals": "gradient evaluations", "examples": "examples seen"}
+
+
+def loss_curves(rs: RunSet, df: pd.DataFrame, bests: pd.DataFrame, prob: str, unit: str, col: dict, out: Path, name: str) -> str:
+    """Median and inter-quartile band over reporting seeds, per configuration at its best lr, against the
+    problem's unit of cost; held-out metrics against the same axis where the problem evaluates them."""
     g = df[df.problem == prob]
     fstar = bool(g["has_fstar"].all())
     key = "suboptimality" if fstar else "loss"
-    tests = [k for k in ("test_loss", "test_accuracy") if f"metrics.final_{k}" in g and g[f"metrics.final_{k}"].notna().any()]
-    panels = 2 + len(tests)
-    fig, axes = plt.subplots(1, panels, figsize=(5.2 * panels, 4.4), layout="constrained", squeeze=False)
+    tests = [k for k in analysis.HELD_OUT if f"metrics.final_{k}" in g and g[f"metrics.final_{k}"].notna().any()]
+    panels = 1 + len(tests)
+    fig, axes = plt.subplots(1, panels, figsize=(5.6 * panels, 4.4), layout="constrained", squeeze=False)
     axes = axes[0]
-    series = []  # (config label, key, x by step, x by time or None, median, q1, q3, seeds)
+    series = []  # (config label, key, x, median, q1, q3, seeds)
     labels = {}
     for r, at in _at_best(df, bests, prob):
         ids = at["run_id"].tolist()
         pts = read_curves(rs, ids, (key, *tests))
+        pts["x"] = pts["step"] * pts["run_id"].map(_per_step(at, unit)).fillna(1.0)
         n_div = int(at["diverged"].sum())
         labels[r.config] = f"{r.config}, lr={r.best_lr:.3g} ({len(ids)} seed{'s' * (len(ids) > 1)}{f', {n_div} diverged' if n_div else ''})"
         for k in (key, *tests):
@@ -91,11 +104,11 @@ def loss_curves(rs: RunSet, df: pd.DataFrame, bests: pd.DataFrame, prob: str, co
             if p.empty:
                 continue
             wide = p.pivot_table(index="step", columns="run_id", values="value").sort_index().ffill()
+            x = p.groupby("step")["x"].median().reindex(wide.index).to_numpy()
             with np.errstate(invalid="ignore"):
                 stats = [wide.median(axis=1).to_numpy(), wide.quantile(0.25, axis=1).to_numpy(), wide.quantile(0.75, axis=1).to_numpy()]
-            t = p.pivot_table(index="step", columns="run_id", values="t").sort_index().ffill().median(axis=1).to_numpy() if k == key else None
-            series.append((r.config, k, wide.index.to_numpy(), t, *stats, len(ids)))
-    meds = [m for cfg, k, _, _, m, *_ in series if k == key]
+            series.append((r.config, k, x, *stats, len(ids)))
+    meds = [m for cfg, k, _, m, *_ in series if k == key]
     allv = np.concatenate(meds) if meds else np.array([])
     log_y = fstar or (allv.size > 0 and bool((allv[np.isfinite(allv)] > 0).all()))
     floor = _floor(allv)
@@ -103,40 +116,35 @@ def loss_curves(rs: RunSet, df: pd.DataFrame, bests: pd.DataFrame, prob: str, co
     done = set()
     handles = []
     alpha = 0.15 if len(labels) <= 4 else 0.06  # many overlapping bands would hide the medians
-    for cfg, k, x, t, med, q1, q3, n in series:
+    for cfg, k, x, med, q1, q3, n in series:
         c, ls = col[cfg]
         if k == key and log_y:
             med, q1, q3 = (np.where(v <= 0, floor, v) for v in (med, q1, q3))
-        targets = [(axes[0], x), (axes[1], t)] if k == key else [(axes[2 + tests.index(k)], x)]
-        for ax, xx in targets:
-            h = ax.plot(xx, med, color=c, ls=ls, lw=1.5)[0]
-            if n > 1:
-                ax.fill_between(xx, q1, q3, color=c, alpha=alpha, lw=0)
-            if cfg not in done:
-                done.add(cfg)
-                handles.append((h, labels[cfg]))
-    for ax in axes[:2]:
-        if log_y:
-            ax.set_yscale("log")
-        _fstar_line(ax, floor, at_fstar)
-        ax.grid(alpha=0.3, which="both")
-    axes[0].set_xlabel("step")
-    axes[1].set_xlabel("wall time (s, batched run)")
-    ylabel = "f(x) - f*  (median, IQR band)" if fstar else "training loss f(x)  (median, IQR band)"
-    axes[0].set_ylabel(ylabel)
-    axes[1].set_ylabel(ylabel)
-    for ax, k in zip(axes[2:], tests):
-        ax.set_xlabel("step")
+        ax = axes[0] if k == key else axes[1 + tests.index(k)]
+        h = ax.plot(x, med, color=c, ls=ls, lw=1.5)[0]
+        if n > 1:
+            ax.fill_between(x, q1, q3, color=c, alpha=alpha, lw=0)
+        if cfg not in done:
+            done.add(cfg)
+            handles.append((h, labels[cfg]))
+    if log_y:
+        axes[0].set_yscale("log")
+    _fstar_line(axes[0], floor, at_fstar)
+    axes[0].grid(alpha=0.3, which="both")
+    axes[0].set_ylabel("f(x) - f*  (median, IQR band)" if fstar else "training loss f(x)  (median, IQR band)")
+    for ax, k in zip(axes[1:], tests):
         ax.set_ylabel(k.replace("_", " ") + " (held-out data)")
         ax.grid(alpha=0.3)
-    fig.suptitle(f"{name}: each configuration at its best learning rate")
+    for ax in axes:
+        ax.set_xlabel(AXIS[unit])
+    fig.suptitle(f"{name}: each configuration at its best learning rate (reporting seeds)")
     _legend_below(fig, [h for h, _ in handles], [lb for _, lb in handles])
     return _save(fig, out / f"curves_{_slug(prob)}.png")
 
 
-def lr_sensitivity(df: pd.DataFrame, prob: str, target: float, col: dict, order: list[str], out: Path, name: str) -> str:
+def lr_sensitivity(df: pd.DataFrame, prob: str, target: float, unit: str, col: dict, order: list[str], out: Path, name: str) -> str:
     """Final value vs lr (median line, per-seed dots, diverged runs as x at the top) and, where f* is
-    known, median steps to target vs lr. On the quadratic, GD's stability edge 2/L and optimal step."""
+    known, median cost to target vs lr, over every seed. On the quadratic, GD's stability edge 2/L and optimal step."""
     g = df[df.problem == prob]
     fstar = bool(g["has_fstar"].all())
     fig, axes = plt.subplots(1, 2 if fstar else 1, figsize=(12 if fstar else 7, 4.6), layout="constrained", squeeze=False, sharex=True)
@@ -163,7 +171,7 @@ def lr_sensitivity(df: pd.DataFrame, prob: str, target: float, col: dict, order:
         if len(bad):
             a.scatter(bad["lr"], np.full(len(bad), top * (1.25**k if log_y else 1.0)), marker="x", s=26, color=c)
         if b is not None:
-            st = analysis.steps_to(gc, target).groupby(gc["lr"]).median()
+            st = analysis.cost(gc, target, unit).groupby(gc["lr"]).median()
             st = st[np.isfinite(st)]
             if len(st):
                 steps_drawn = True
@@ -185,14 +193,14 @@ def lr_sensitivity(df: pd.DataFrame, prob: str, target: float, col: dict, order:
         a.set_yscale("log")
     a.set_xlabel("learning rate")
     a.set_ylabel("final f(x) - f*" if fstar else "final training loss")
-    a.set_title("final value (line: median over seeds; dots: seeds)", fontsize=10)
+    a.set_title("final value (line: median over all seeds; dots: seeds)", fontsize=10)
     a.grid(alpha=0.3, which="both")
     if b is not None:
         b.set_xscale("log")
         b.set_yscale("log")
         b.set_xlabel("learning rate")
-        b.set_ylabel(f"1 + median steps to f - f* <= {target:.0e}")
-        b.set_title("steps to target (lrs where the median seed reached it)", fontsize=10)
+        b.set_ylabel(f"1 + median {AXIS[unit]} to f - f* <= {target:.0e}")
+        b.set_title("cost to target (lrs where the median seed reached it)", fontsize=10)
         b.grid(alpha=0.3, which="both")
         if not steps_drawn:
             b.text(0.5, 0.5, f"no lr's median seed reached {target:.0e}", transform=b.transAxes, ha="center", va="center")
@@ -201,29 +209,28 @@ def lr_sensitivity(df: pd.DataFrame, prob: str, target: float, col: dict, order:
     return _save(fig, out / f"lr_{_slug(prob)}.png")
 
 
-def runtime_distribution(df: pd.DataFrame, bests: pd.DataFrame, prob: str, col: dict, out: Path, name: str) -> str | None:
-    """COCO-style ECDF: share of (seed, target) pairs reached by step t, with a 95% bootstrap band over seeds."""
+def runtime_distribution(df: pd.DataFrame, bests: pd.DataFrame, prob: str, unit: str, col: dict, out: Path, name: str) -> str | None:
+    """COCO-style ECDF over reporting seeds: share of (seed, target) pairs reached within a cost."""
     g = df[df.problem == prob]
     if not g["has_fstar"].all():
         return None
-    T = int(pd.to_numeric(g["params.steps"]).max())
-    grid = np.unique(np.concatenate([[0], np.round(np.geomspace(1, max(T, 1), 300))]))
-    curves = analysis.ecdf(df, bests, prob, grid)
+    top = float((pd.to_numeric(g["params.steps"]).to_numpy(float) * _per_step(g, unit).to_numpy()).max())
+    grid = np.unique(np.concatenate([[0], np.round(np.geomspace(1, max(top, 1.0), 300))]))
+    curves = analysis.ecdf(df, bests, prob, grid, unit)
     if not curves:
         return None
     fig, ax = plt.subplots(figsize=(8, 4.6), layout="constrained")
     handles = []
-    for cfg, (share, lo, hi, levels) in curves.items():  # noqa: B007 - levels: the same for every configuration
+    for cfg, (share, levels) in curves.items():  # noqa: B007 - levels: the same for every configuration
         c, ls = col[cfg]
         handles.append((ax.step(grid + 1, share, where="post", color=c, ls=ls, lw=1.5)[0], cfg))
-        ax.fill_between(grid + 1, lo, hi, step="post", color=c, alpha=0.12, lw=0)
     ax.set_xscale("log")
     ax.set_ylim(-0.02, 1.02)
-    ax.set_xlabel("1 + step")
+    ax.set_xlabel(f"1 + {AXIS[unit]}")
     ax.set_ylabel("share of (seed, target) pairs reached")
-    ax.set_title(f"targets f - f* <= {', '.join(f'{v:.0e}' for v in levels)}; at each configuration's best lr", fontsize=9)
+    ax.set_title(f"targets f - f* <= {', '.join(f'{v:.0e}' for v in levels)}; each configuration at its best lr, reporting seeds", fontsize=9)
     ax.grid(alpha=0.3, which="both")
-    fig.suptitle(f"{name}: runtime distribution (ECDF, 95% band over seeds)")
+    fig.suptitle(f"{name}: runtime distribution (ECDF)")
     _legend_below(fig, [h for h, _ in handles], [lb for _, lb in handles])
     return _save(fig, out / f"ecdf_{_slug(prob)}.png")
 
@@ -329,10 +336,10 @@ def trajectories(rs: RunSet, df: pd.DataFrame, bests: pd.DataFrame, prob: str, c
     return _save(fig, out / f"trajectories_{_slug(prob)}.png")
 
 
-def profile(df: pd.DataFrame, bests: pd.DataFrame, target: float, col: dict, out: Path) -> str | None:
+def profile(df: pd.DataFrame, bests: pd.DataFrame, target: float, units: dict, col: dict, out: Path) -> str | None:
     """Dolan-More performance profile across problems, or None when it would say nothing."""
     taus = np.logspace(0, 3, 200, base=2)
-    prof = analysis.performance_profile(df, bests, target, taus)
+    prof = analysis.performance_profile(df, bests, target, taus, units)
     if not prof:
         return None
     fig, ax = plt.subplots(figsize=(8, 4.6), layout="constrained")
@@ -342,7 +349,7 @@ def profile(df: pd.DataFrame, bests: pd.DataFrame, target: float, col: dict, out
         handles.append((ax.step(taus, rho, where="post", color=c, ls=ls)[0], cfg))
     ax.set_xscale("log", base=2)
     ax.set_ylim(-0.02, 1.02)
-    ax.set_xlabel("tau: steps to target within tau x the fastest configuration")
+    ax.set_xlabel(f"tau: cost ({', '.join(sorted({AXIS[u] for u in units.values()}))}) to target within tau x the cheapest configuration")
     ax.set_ylabel("share of (problem, seed) instances")
     ax.grid(alpha=0.3, which="both")
     fig.suptitle(f"Performance profile (Dolan-More), target f - f* <= {target:.0e}")

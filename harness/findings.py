@@ -1,0 +1,97 @@
+"""Plain-language findings, each a sentence that the analysis supports (harness/analysis.py, comparisons.py).
+
+A sentence compares two configurations only where the paired sign test, after Holm's correction over
+every comparison of the report, rejects "neither is better"; otherwise they are indistinguishable on
+that many seeds. Levels of intervals are the ones achieved (harness/inference.py).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from harness import analysis
+from harness import formatting as fmt
+from harness.protocol import SELECTABLE, UNITS
+
+
+def findings(a: analysis.Analysis) -> list[str]:
+    lines = []
+    for prob, s in a.bests.groupby("problem", sort=True):
+        s = s.sort_values("rank")
+        if not np.isfinite(s["median"]).any() and not np.isfinite(s["select_median"]).any():
+            lines.append(f"On {prob}, every run diverged at every learning rate tried.")
+            continue
+        lines += _lead(prob, s.iloc[0], a)
+        lines += _pairs(prob, a.comparisons[a.comparisons.problem == prob])
+        lines += _robust(prob, s)
+    for prob, cfg, lr0, d, n in analysis.divergence_edges(a.df):
+        lines.append(f"On {prob}, {cfg} diverged at every lr >= {fmt.lr(lr0)} ({d}/{n} runs).")
+    return lines
+
+
+def _lead(prob: str, lead: pd.Series, a: analysis.Analysis) -> list[str]:
+    who = f"{lead['config']} at lr={fmt.lr(lead['best_lr'])}"
+    n = int(lead["seeds"])
+    seeds = f"{n} reporting seed{'s' * (n != 1)}"
+    out = []
+    if lead["minima"]:
+        out.append(f"On {prob}, {who} ranked first: it reached a global minimum from {fmt.share(lead['global_share'])} of starts "
+                   f"({round(lead['global_share'] * n)}/{n} {seeds.split(' ', 1)[1]}).")
+    unit = UNITS[a.protocol.unit[prob]]
+    if lead["fstar"] and lead["reached"] * 2 > n:
+        out.append(f"On {prob}, {who} {'also ' if lead['minima'] else 'ranked first: it '}reached f - f* <= {a.target:.0e} in a median "
+                   f"{fmt.steps(lead['steps'])} {unit} ({lead['reached']}/{n} {seeds.split(' ', 1)[1]}).")
+    elif lead["fstar"]:
+        out.append(f"On {prob}, no configuration reached f - f* <= {a.target:.0e} on most reporting seeds at its best lr; "
+                   f"{who} ranked first, with a median final f - f* of {fmt.value(lead['median'], True)}.")
+    elif not lead["minima"]:
+        metric = SELECTABLE[a.protocol.select[prob]].split(" (")[0]
+        value = -lead["select_median"] if a.protocol.select[prob] == "val_accuracy" else lead["select_median"]
+        out.append(f"On {prob}, {who} ranked first by {metric} (median {fmt.value(value, False)} over {seeds}).")
+    return out
+
+
+def _pairs(prob: str, c: pd.DataFrame) -> list[str]:
+    out, tied = [], []
+    for r in c.itertuples():
+        if r.better:
+            out.append(f"On {prob}, {r.leader} beat {r.other} on {r.wins} of {r.n} paired seeds ({r.losses} lost, {r.ties} tied; "
+                       f"by {r.basis}): P(better) = {r.win_p:.2f}, 95% interval [{r.win_lo:.2f}, {r.win_hi:.2f}]; "
+                       f"sign test p = {_p(r.p)}, {_p(r.p_holm)} after Holm's correction.")
+        else:
+            tied.append(r)
+    if tied:
+        n = min(r.n for r in tied)
+        names = ", ".join(r.other for r in tied)
+        out.append(f"On {prob}, {names} {'is' if len(tied) == 1 else 'are'} indistinguishable from {tied[0].leader} on {n} paired "
+                   f"seed{'s' * (n != 1)} (sign test, Holm-adjusted p >= 0.05{_small(n)}).")
+    return out
+
+
+def _small(n: int) -> str:
+    """A sign test over fewer than 6 differing seeds can never reach p < 0.05."""
+    return f"; with {n} seeds no sign test can reach p < 0.05" if n < 6 else ""
+
+
+def _p(p: float) -> str:
+    return "–" if math.isnan(p) else (f"{p:.2g}" if p >= 0.001 else "< 0.001")
+
+
+def _robust(prob: str, s: pd.DataFrame) -> list[str]:
+    """The most robust among the configurations that did well: best median within FACTOR of the best one."""
+    fin = s[np.isfinite(s["tune_median"]) & (s["lrs"] > 1) & s["robust_decades"].notna()]
+    if fin.empty:
+        return []
+    top = fin["tune_median"].min()
+    good = fin[fin["tune_median"] <= max(analysis.FACTOR * top, analysis.SOLVED)] if top >= 0 else fin.iloc[:0]
+    if len(good) < 2:
+        return []
+    most = good[good["robust_decades"] == good["robust_decades"].max()]
+    names = ", ".join(most["config"])
+    verb = "was" if len(most) == 1 else "were equally"
+    return [f"On {prob}, of the configurations whose best median is within {analysis.FACTOR:g}x of the best, {names} {verb} the most "
+            f"robust to the lr: within {analysis.FACTOR:g}x of {'its' if len(most) == 1 else 'their'} own best over "
+            f"{most['robust_decades'].iloc[0]:.1f} decades (tuning seeds)."]
