@@ -50,7 +50,7 @@ def test_summary_numbers_equal_the_store(sweep_store):
     from harness.store import read_runs
 
     rs = read_runs(uri, "harness")
-    summ = analysis.best(analysis.prepare(rs.runs), 1e-6).set_index("config")
+    summ = analysis.analyse(rs.runs, 1e-6).bests.set_index("config")
     exp = MlflowClient(uri).get_experiment_by_name("harness").experiment_id
     runs = MlflowClient(uri).search_runs([exp], f"tags.`mlflow.parentRunId` = '{rs.sweep}'", max_results=1000)
     assert len(runs) == 36 == len(rs.runs)
@@ -72,13 +72,16 @@ def test_diverged_runs_are_reported_not_dropped(sweep_store):
     from harness import analysis
     from harness.store import read_runs
 
-    df = analysis.prepare(read_runs(uri, "harness").runs)
+    from harness.findings import findings
+
+    a = analysis.analyse(read_runs(uri, "harness").runs, 1e-6)
+    df = a.df
     gd = df[df.config == "gd"]
     assert gd["diverged"].any() and len(gd) == 12  # lr=1 diverges on six-hump camel, and is still there
     shares = analysis.outcome_shares(df)
     big = shares[(shares.config == "gd") & (shares.lr == 1.0)]
     assert float(big["diverged"].iloc[0]) == 1.0
-    assert any("gd diverged at lr >= " in f for f in analysis.findings(df, analysis.best(df, 1e-6), 1e-6))
+    assert any("gd diverged at every lr >= 1 (3/3 runs)" in f for f in findings(a))
 
 
 def test_report_on_empty_store_fails_clearly(tmp_path, capsys):
@@ -127,18 +130,8 @@ BEST_LR_CASES = [
 def test_best_lr_rule(why, rows, expected):
     from harness import analysis
 
-    b = analysis.best(analysis.prepare(frame(rows)), 1e-6)
+    b = analysis.analyse(frame(rows), 1e-6).bests
     assert float(b["best_lr"].iloc[0]) == expected, why
-
-
-def test_bootstrap_interval_is_deterministic_and_covers_the_median():
-    from harness import analysis
-
-    vals, seeds = [3.0, 1.0, 2.0, 5.0, 4.0, 9.0], [5, 0, 1, 2, 3, 4]
-    a = analysis.bootstrap(vals, seeds)
-    assert a == analysis.bootstrap(list(reversed(vals)), list(reversed(seeds)))  # order of runs does not matter
-    assert a[0] <= float(np.median(vals)) <= a[1] and a[0] < a[1]
-    assert all(math.isnan(v) for v in analysis.bootstrap([1.0], [0]))  # one seed: no interval
 
 
 def test_report_against_a_dead_server_fails_fast(capsys):

@@ -26,7 +26,7 @@ from mlflow import MlflowClient
 from harness.report.__main__ import main as report_main
 from tests.conftest import run_cli, terminal_sigint
 
-SUMMARY_COLS = 9  # the cells the sweep's printed summary shares with the report's table
+SUMMARY_COLS = 10  # the cells the sweep's printed summary shares with the report's table
 
 
 # ---- reading what the report and the CLI printed ---------------------------------------------
@@ -57,8 +57,28 @@ WORDS = {"= f*": 0.0, "diverged": math.inf, "never": math.inf, "–": math.nan}
 
 
 def num(cell: str) -> float:
-    cell = cell.split(" (")[0]
+    cell = re.sub(r" (steps|evals|examples)$", "", cell.split(" (")[0])
     return WORDS[cell] if cell in WORDS else float(cell.rstrip("%"))
+
+
+def bounds(cell: str) -> tuple[float, float, float]:
+    """``[lo, hi] 75%`` -> (lo, hi, 0.75); ``–`` -> nans."""
+    if cell == "–":
+        return math.nan, math.nan, math.nan
+    inner, level = cell[1:].split("] ")
+    lo, hi = (num(v) for v in inner.split(", "))
+    return lo, hi, float(level.rstrip("%")) / 100
+
+
+def split_seeds(runs: list) -> dict[str, tuple[set, set]]:
+    """The protocol's default split, recomputed: per problem name, the lower half of its seeds tune and
+    the rest report, from 4 seeds on; below that all seeds do both."""
+    out = {}
+    for prob in {r.data.params["problem"] for r in runs}:
+        seeds = sorted({int(r.data.params["seed"]) for r in runs if r.data.params["problem"] == prob})
+        k = len(seeds) // 2 if len(seeds) >= 4 else 0
+        out[prob] = (set(seeds[:k] or seeds), set(seeds[k:]))
+    return out
 
 
 def same(cell: str, expected: float, digits: int = 3) -> bool:
@@ -127,55 +147,72 @@ def check_report(d, uri: str, runs: list, report_args: list[str], printed: str |
     assert sorted(linked) == sorted(p.name for p in (out / "r").glob("*.png"))
     assert "1e-300" not in md and not re.search(r"\bnan\b", md.lower())
     header, rows = md_table(md, "problem")
-    assert header[:SUMMARY_COLS] == ["problem", "configuration", "best lr", "median final", "95% interval", f"steps to {target:.0e}",
+    assert header[:SUMMARY_COLS] == ["problem", "configuration", "best lr", "median final", "interval (level)", "IQM", f"cost to {target:.0e}",
                                      "diverged at best lr", "diverged (all lrs)", "global min (best lr)"]
+    seeds = split_seeds(runs)
     covered = 0
     for row in rows:
         problem, config, best_lr = row[0], row[1], float(row[2])
         mine = [r for r in runs if matches(r, problem, config)]
         assert mine, (problem, config)
         covered += len(mine)
-        at = [r for r in mine if float(r.data.params["lr"]) == pytest.approx(best_lr, rel=1e-3)]
+        tune, report = seeds[mine[0].data.params["problem"]]
+        at_all = [r for r in mine if float(r.data.params["lr"]) == pytest.approx(best_lr, rel=1e-3)]
+        at = [r for r in at_all if int(r.data.params["seed"]) in report]  # every number at the best lr: reporting seeds
         assert at, (problem, config, best_lr)
-        # rule 1: an lr with a divergence only when every lr had one
+        # rule 1, on the tuning seeds: an lr with a divergence only when every lr had one
         by_lr: dict[float, list] = {}
         for r in mine:
-            by_lr.setdefault(float(r.data.params["lr"]), []).append(r)
+            if int(r.data.params["seed"]) in tune:
+                by_lr.setdefault(float(r.data.params["lr"]), []).append(r)
         clean = [lr for lr, rs in by_lr.items() if not any(x.data.metrics.get("diverged") for x in rs)]
-        n_div = sum(int(r.data.metrics.get("diverged", 0)) for r in at)
         if clean:
-            assert n_div == 0, f"{config} on {problem}: best lr {best_lr} has divergences while {clean} had none"
-        assert same(row[3], float(np.median([score(r) for r in at]))), (row, [score(r) for r in at])
-        lo, hi = num(row[4].strip("[]").split(", ")[0]) if row[4] != "–" else math.nan, num(row[4].strip("[]").split(", ")[-1]) if row[4] != "–" else math.nan
+            assert best_lr in clean, f"{config} on {problem}: best lr {best_lr} has divergences on tuning seeds while {clean} had none"
+        n_div = sum(int(r.data.metrics.get("diverged", 0)) for r in at)
+        scores = [score(r) for r in at]
+        assert same(row[3], float(np.median(scores))), (row, scores)
+        lo, hi, level = bounds(row[4])
         if not math.isnan(lo):
             assert lo <= num(row[3]) <= hi or (math.isinf(num(row[3])) and math.isinf(hi))
+            n, xs = len(at), sorted(scores)  # [x(k), x(n-k+1)], k the largest whose binomial coverage is >= 95%, else [min, max]
+            cover = lambda k: 1 - 2 * sum(math.comb(n, i) for i in range(k)) / 2**n  # noqa: E731
+            k = max([k for k in range(1, n // 2 + 1) if cover(k) >= 0.95] or [1])
+            assert same(row[4][1:].split(", ")[0], xs[k - 1]) and level == pytest.approx(cover(k), abs=0.005), (row[4], xs, k)
         else:
             assert len(at) == 1
+        if len(at) > 1 and all(math.isfinite(v) for v in scores):
+            from scipy.stats import trim_mean
+
+            assert same(row[5], float(trim_mean(scores, 0.25))), (row, scores)
         fstar = "final_suboptimality" in at[0].data.metrics or any("f_star" in r.data.tags for r in at)
         col = f"steps_to_{target:.0e}"
         if fstar:
-            steps = [r.data.metrics.get(col, math.inf) for r in at]
-            assert same(row[5], float(np.median(steps)), digits=12), (row, steps)
+            steps = [r.data.metrics.get(col, math.inf) * r.data.metrics.get("grad_evals", 1) / max(r.data.metrics["steps"], 1)
+                     if "lbfgs" not in config else r.data.metrics.get(col.replace("steps_", "evals_"), math.inf) for r in at]
+            if row[6].endswith(" steps"):
+                steps = [r.data.metrics.get(col, math.inf) for r in at]
+            assert same(row[6], float(np.median(steps)), digits=12), (row, steps)
             reached = sum(math.isfinite(s) for s in steps)
             if 0 < reached < len(at):
-                assert f"({reached}/{len(at)})" in row[5]
+                assert f"({reached}/{len(at)})" in row[6]
         else:
-            assert row[5] == "–"
-        assert row[6] == f"{n_div}/{len(at)}"
-        assert row[7] == f"{sum(int(r.data.metrics.get('diverged', 0)) for r in mine)}/{len(mine)}"
+            assert row[6] == "–"
+        assert row[7] == f"{n_div}/{len(at)}"
+        assert row[8] == f"{sum(int(r.data.metrics.get('diverged', 0)) for r in mine)}/{len(mine)}"
         if "global_min_reached" in at[0].data.metrics:
-            assert row[8] == f"{np.mean([r.data.metrics['global_min_reached'] for r in at]):.0%}"
+            assert row[9] == f"{np.mean([r.data.metrics['global_min_reached'] for r in at]):.0%}"
         else:
-            assert row[8] == "–"
+            assert row[9] == "–"
         extra = dict(zip(header, row))
-        steps_ci = extra[f"95% interval (steps to {target:.0e})"]
-        if steps_ci != "–":  # the interval brackets the median steps
-            slo, shi = (num(v) for v in steps_ci.strip("[]").split(", "))
-            assert slo <= num(row[5]) <= shi
+        cost_ci = extra["interval of the cost (level)"]
+        if cost_ci != "–":  # the interval brackets the median cost
+            slo, shi, _ = bounds(cost_ci)
+            assert slo <= num(row[6]) <= shi
         else:
             assert not fstar or len(at) == 1
-        if "test accuracy (median)" in extra:
-            assert extra["test accuracy (median)"] == f"{np.median([r.data.metrics['final_test_accuracy'] for r in at]):.3f}"
+        for k in ("val_loss", "val_accuracy", "test_loss", "test_accuracy"):
+            if f"{k.replace('_', ' ')} (median)" in extra:
+                assert extra[f"{k.replace('_', ' ')} (median)"] == f"{np.median([r.data.metrics['final_' + k] for r in at]):.3f}"
     assert covered == len(runs), "every run belongs to exactly one row"
     if printed is not None:  # one analysis, two views: the same cells, the same order
         assert printed_table(printed) == [r[:SUMMARY_COLS] for r in rows]
@@ -208,16 +245,16 @@ def test_several_problems_one_never_reaches_the_target(where):
     out = sweep(d, uri, ["-m", "problem=rastrigin,quadratic", "optimizer=gd", "lr=0.001,0.01", "steps=1000"])
     md, rows = check_report(d, uri, children(uri), [], out)
     assert {r[0] for r in rows} == {"rastrigin", "quadratic"}
-    assert [r[5] for r in rows if r[0] == "rastrigin"] == ["never"]
+    assert [r[6] for r in rows if r[0] == "rastrigin"] == ["never"]
     md, _ = check_report(d, uri, children(uri), ["--target", "1e-2"], target=1e-2)  # crashed before
-    assert "| steps to 1e-02 |" in md
+    assert "| cost to 1e-02 |" in md
 
 
 def test_every_run_diverged(where):
     d, uri = where
     out = sweep(d, uri, ["problem=quadratic", "optimizer=gd", "steps=50", "-m", "lr=1,2", "seed=0,1"])
     md, rows = check_report(d, uri, children(uri), [], out)
-    assert rows[0][3] == "diverged" and rows[0][6] == "2/2"
+    assert rows[0][3] == "diverged" and rows[0][7] == "2/2"
     assert "every run diverged at every learning rate tried" in md
 
 
@@ -236,7 +273,7 @@ def test_one_seed_one_lr(where):
     out = sweep(d, uri, ["problem=rosenbrock", "steps=200", "-m", "optimizer=adam,gd", "lr=0.01"])
     md, rows = check_report(d, uri, children(uri), [], out)
     assert len(rows) == 2 and all(r[4] == "–" for r in rows)  # one seed: no interval
-    assert "95% intervals separate" not in md  # no comparison claimed on one seed
+    assert " beat " not in md  # no comparison claimed on one seed
 
 
 def test_cnn_test_metrics_and_no_fstar_panels(where):
@@ -245,7 +282,7 @@ def test_cnn_test_metrics_and_no_fstar_panels(where):
     md, rows = check_report(d, uri, children(uri), [], out)
     header, _ = md_table(md, "problem")
     assert "test accuracy (median)" in header and "test loss (median)" in header
-    assert rows[0][5] == "–" and "ecdf_" not in md and "f - f* <=" not in md.split("## How to read")[0]
+    assert rows[0][6] == "–" and "ecdf_" not in md and "f - f* <=" not in md.split("## How to read")[0]
 
 
 def test_regressions_have_no_basins_and_no_empty_profile(where):
@@ -254,12 +291,12 @@ def test_regressions_have_no_basins_and_no_empty_profile(where):
     runs = children(uri)
     assert not any("global_min_reached" in r.data.metrics or "basin" in r.data.tags for r in runs)
     md, rows = check_report(d, uri, runs, [], out)
-    assert all(r[8] == "–" for r in rows) and "### Where runs ended" not in md
+    assert all(r[9] == "–" for r in rows) and "### Where runs ended" not in md
     from harness import analysis
     from harness.store import read_runs
 
-    df = analysis.prepare(read_runs(uri, "harness").runs)
-    prof = analysis.performance_profile(df, analysis.best(df, 1e-6), 1e-6, np.array([1.0, 2.0, 8.0]))
+    a = analysis.analyse(read_runs(uri, "harness").runs, 1e-6)
+    prof = analysis.performance_profile(a.df, a.bests, 1e-6, np.array([1.0, 2.0, 8.0]), a.protocol.unit)
     assert ("profile.png" in md) == bool(prof)
     assert not prof or any(v.any() for v in prof.values())  # never a profile of zeros
 
