@@ -7,10 +7,13 @@ Every member of a batch is its own network: the parameters of all members are on
 pure function of its parameters (the model-ensembling pattern of torch.func; equivalent to
 ``vmap`` over ``functional_call``, without its per-call cost) runs the B networks in one pass,
 each on its own mini-batch.
-The train/test split is fixed by ``data_seed``; pixels are standardised with the training mean and std. The
-recorded loss is the training loss of the step's mini-batch (the full training set when
-``batch_size`` is null); test loss and accuracy are evaluated every ``eval_every`` steps.
-f* is unknown. Float32 by default.
+The train/validation/test split is fixed by ``data_seed`` (``problems.data.split``: the test split is
+the one the 80/20 split had, the validation split comes out of the former training set); pixels are
+standardised with the training mean and std. The recorded loss is the training loss of the step's
+mini-batch (the full training set when ``batch_size`` is null); validation and test loss and accuracy
+(``val_loss``, ``val_accuracy``, ``test_loss``, ``test_accuracy``) are evaluated every ``eval_every``
+steps and at the last step, in one pass over both splits. Both fractions must be in (0, 1): the CNN is
+selected by a validation metric and reported by test metrics. f* is unknown. Float32 by default.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from torch.func import vmap
 
 from optimizers.base import ConfigError
 from problems.base import rng
-from problems.data import DataProblem
+from problems.data import DataProblem, check_eval_every, split
 
 
 class DigitsNet(nn.Module):
@@ -51,29 +54,26 @@ class CNN(DataProblem):
     name = "cnn"
     default_dtype = torch.float32
 
-    def __init__(self, channels=(16, 32), test_fraction=0.2, data_seed=0, eval_every=100, **kw):
+    def __init__(self, channels=(16, 32), val_fraction=0.2, test_fraction=0.2, data_seed=0, eval_every=100, **kw):
         ok = isinstance(channels, (list, tuple)) and len(channels) == 2 and all(isinstance(c, int) and c > 0 for c in channels)
         if not ok:
             raise ConfigError(f"problem.channels={channels!r} is not allowed; allowed: two integers > 0")
-        if not (isinstance(test_fraction, float) and 0 < test_fraction < 1):
-            raise ConfigError(f"problem.test_fraction={test_fraction!r} is not allowed; allowed: a number in (0, 1)")
-        if not (isinstance(eval_every, int) and eval_every >= 0):
-            raise ConfigError(f"problem.eval_every={eval_every!r} is not allowed; allowed: an integer >= 0 (0: only at the end)")
+        check_eval_every(eval_every)
         from sklearn.datasets import load_digits
 
         X, y = load_digits(return_X_y=True)
-        order = rng(data_seed, "digits_split").permutation(len(y))
-        n_test = int(round(test_fraction * len(y)))
-        test, train = order[:n_test], order[n_test:]
+        train, val, test = split(len(y), val_fraction, test_fraction, data_seed, "digits_split", auto=False)
         self.net = DigitsNet(*channels)
         self.shapes = {k: v.shape for k, v in self.net.named_parameters()}
         self.sizes = {k: math.prod(s) for k, s in self.shapes.items()}
         mean, std = (X[train] / 16.0).mean(), (X[train] / 16.0).std()
         X = (X / 16.0 - mean) / std  # one global standardisation, from the training images
-        super().__init__(X[train], y[train].astype(np.int64), **kw)
+        X, y = self._hold_out(X, y.astype(np.int64), train, val, test)
+        super().__init__(X, y, **kw)
         self.y = self.y.long()
-        self.X_test = torch.tensor(X[test], dtype=self.dtype).view(-1, 1, 8, 8)
-        self.y_test = torch.tensor(y[test], dtype=torch.long)
+        # validation then test images, evaluated in one pass; ``held_out`` keeps each split's share
+        self.X_eval = torch.cat([v[0] for v in self.held_out.values()]).view(-1, 1, 8, 8)
+        self.y_eval = torch.cat([v[1] for v in self.held_out.values()])
         self.X = self.X.view(-1, 1, 8, 8)
         self.dim = sum(self.sizes.values())
         self.eval_every = eval_every
@@ -129,9 +129,15 @@ class CNN(DataProblem):
         return super(DataProblem, self).update_grad()  # the step's gradient is already the mini-batch one
 
     def evaluate(self, x: Tensor) -> dict[str, Tensor]:
+        """Loss and accuracy per member on the validation and the test split, [B] each."""
         with torch.no_grad():
-            lg = self.logits(x, self.X_test)
-            y = self.y_test.expand(x.shape[0], -1)
-            loss = nn.functional.cross_entropy(lg.flatten(0, 1), y.flatten(), reduction="none").view(y.shape).mean(-1)
-            acc = (lg.argmax(-1) == y).to(torch.float64).mean(-1)
-        return {"test_loss": loss, "test_accuracy": acc}
+            lg = self.logits(x, self.X_eval)
+            y = self.y_eval.expand(x.shape[0], -1)
+            loss = nn.functional.cross_entropy(lg.flatten(0, 1), y.flatten(), reduction="none").view(y.shape)
+            right = (lg.argmax(-1) == y).to(torch.float64)
+        out, i = {}, 0
+        for k, (_, labels) in self.held_out.items():
+            j = i + len(labels)
+            out[f"{k}_loss"], out[f"{k}_accuracy"] = loss[:, i:j].mean(-1), right[:, i:j].mean(-1)
+            i = j
+        return out

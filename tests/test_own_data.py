@@ -1,5 +1,6 @@
 """Your own data for linear and logistic regression: .csv and .npz files, a target column, with or
-without an intercept, standardized or not; f* exact; bad files get one line and exit 2."""
+without an intercept, standardized or not; validation and test splits as for the bundled data (none
+for the tutorial's 4 examples); f* exact on the training split; bad files get one line and exit 2."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import torch
 
 from harness.job import run_batch
 from harness.plan import plan
-from problems.data import LinearRegression, LogisticRegression
+from problems.data import LinearRegression, LogisticRegression, split
 from tests.conftest import ROOT, make_cfg, run_cli
 
 TUTORIAL = ROOT / "examples" / "tutorial_regression.csv"
@@ -24,6 +25,7 @@ def test_the_tutorials_example_without_intercept_from_the_command_line(tmp_path,
     assert p.returncode == 0, p.stderr
     (batch,), _ = plan(make_cfg(*args[:-1]))
     assert batch.problem.f_star == pytest.approx(0.0, abs=1e-28)
+    assert batch.problem.samples == 4 and not batch.problem.held_out  # under 50 examples nothing is held out (null fractions)
     np.testing.assert_allclose(batch.problem.minima[0].x, [1.0, 0.0], atol=1e-12)
     res = run_batch(batch)
     np.testing.assert_allclose(res.final_x[0], [0.8051, 0.1450], atol=5e-5)
@@ -43,6 +45,12 @@ def test_csv_and_npz_give_the_same_problem_and_exact_f_star(tmp_path):
     a = LinearRegression(dataset=str(csv), target="progression", fit_intercept=False, standardize=False)
     b = LinearRegression(dataset=str(npz), target="progression", fit_intercept=False, standardize=False)
     assert torch.equal(a.X, b.X) and torch.equal(a.y, b.y) and a.dim == b.dim == 10
+    for k in ("val", "test"):
+        assert torch.equal(a.held_out[k][0], b.held_out[k][0]) and torch.equal(a.held_out[k][1], b.held_out[k][1])
+    # 442 examples: 20% validation and 20% test are held out (null fractions), f* is the training split's
+    assert a.samples == 266
+    train, _, _ = split(442, None, None, 0, "data_split")
+    X, y = X[train], y[train]
     sk = SkLR(fit_intercept=False).fit(X, y)
     assert a.f_star == pytest.approx(float(np.mean((X @ sk.coef_ - y) ** 2)), rel=1e-10)
     assert float(a.loss(torch.tensor(sk.coef_[None]))[0]) == pytest.approx(a.f_star, rel=1e-10)
@@ -65,8 +73,9 @@ def test_logistic_regression_on_a_file_matches_the_bundled_data_and_its_optimum(
     # without an intercept, every coefficient is penalised: scikit-learn's optimum with C = 1 / (n l2)
     flat = LogisticRegression(dataset=str(csv), fit_intercept=False, l2=0.1)
     assert flat.dim == 30
-    Xs = flat.X.numpy()
-    sk = SkLogit(C=1 / (len(y) * 0.1), fit_intercept=False, tol=1e-12, max_iter=10000).fit(Xs, y)
+    Xs, ys = flat.X.numpy(), flat.y.numpy()  # the training split (341 of the 569 examples)
+    assert len(ys) == 341
+    sk = SkLogit(C=1 / (len(ys) * 0.1), fit_intercept=False, tol=1e-12, max_iter=10000).fit(Xs, ys)
     np.testing.assert_allclose(flat.minima[0].x, sk.coef_[0], atol=1e-6)
 
 
