@@ -66,14 +66,18 @@ def _torch_step(batch: Batch, x: torch.Tensor):
     """A torch.optim optimizer driven through the same loop (one member, as for a class that
     couples elements). The closure hands
     over the gradient the loop already has on its first call, and re-evaluates on later
-    calls (LBFGS's line search)."""
+    calls (LBFGS's line search). Every closure call counts as a gradient evaluation, the first
+    one too, as torch counts them (LBFGS's ``state['func_evals']``); the third function returned
+    gives the count of the last update (for ``runner.run``'s ``step_evals``)."""
     p = x.detach().clone().requires_grad_(True)
     opt = batch.torch_class([p], **batch.torch_kwargs[0])
+    calls = [0]
 
     def step(x, g):
         fresh = [True]
 
         def closure():
+            calls[0] += 1
             if fresh[0]:
                 fresh[0] = False
                 p.grad = g.detach().clone()
@@ -91,23 +95,28 @@ def _torch_step(batch: Batch, x: torch.Tensor):
     def set_lrs(lrs: list[float]) -> None:
         opt.param_groups[0]["lr"] = lrs[0]
 
-    return step, set_lrs
+    def step_evals() -> int:
+        n, calls[0] = calls[0], 0
+        return n
+
+    return step, set_lrs, step_evals
 
 
 def run_batch(batch: Batch) -> runner.BatchResult:
     x = batch.problem.init()
+    step_evals = None  # one gradient evaluation per update, unless the step counts its own
     if batch.torch_class is None:
         step, set_lrs = _functional_step(batch, x)
     elif len(batch.members) > 1:  # an element-wise class: all members in one step() (optimizers/torch_batched.py)
         step, set_lrs = batched_step(batch.torch_class, batch.torch_kwargs, x)
     else:
-        step, set_lrs = _torch_step(batch, x)
+        step, set_lrs, step_evals = _torch_step(batch, x)
     lrs = schedules.lr_stream(batch.schedule or {"name": "constant"}, [float(effective_lr(c)) for c in batch.members], batch.rules.steps)
     if lrs is not None:
         step = schedules.scheduled(step, lrs, set_lrs)
     with torch.no_grad():
         p = batch.problem
-        return runner.run(p.loss_and_grad, x, step, batch.rules, p.f_star, p.update_grad(), p.evaluate, p.eval_every)
+        return runner.run(p.loss_and_grad, x, step, batch.rules, p.f_star, p.update_grad(), p.evaluate, p.eval_every, step_evals)
 
 
 def _compact(v) -> str:
@@ -141,7 +150,8 @@ def results(batch: Batch, res: runner.BatchResult, swept: list[str] | None = Non
     for i, c in enumerate(batch.members):
         n = int(res.stop_step[i]) + 1
         loss, gn = res.loss[:n, i], res.grad_norm[:n, i]
-        summary = member_stats(loss, gn, res.elapsed[:n], res.reason[i], batch.problem.f_star, list(c["stats"]["targets"]))
+        evals = None if res.grad_evals is None else res.grad_evals_of(i, n)  # None: one per update
+        summary = member_stats(loss, gn, res.elapsed[:n], res.reason[i], batch.problem.f_star, list(c["stats"]["targets"]), evals)
         tags = {"problem": c["problem"]["name"], "optimizer": c["optimizer"]["name"], "stop_reason": res.reason[i]}
         if batch.problem.f_star is not None:
             tags["f_star"] = repr(float(batch.problem.f_star))
@@ -166,6 +176,10 @@ def results(batch: Batch, res: runner.BatchResult, swept: list[str] | None = Non
                 summary[f"final_{key}"] = float(vals[keep, i][-1])
         if per_step is not None:
             summary["epochs"] = (n - 1) * per_step
+            # examples seen: the update's own gradient (a mini-batch, or the training set) at every
+            # step, plus the training set at each further evaluation (a closure's line search)
+            per_update = getattr(p, "batch_size", None) or p.samples
+            summary["examples"] = float((n - 1) * per_update + (summary["grad_evals"] - (n - 1)) * p.samples)
         out.append(MemberResult(run_name(c, swept or []), c, loss, gn, traj, res.elapsed[:n], res.started_at, res.reason[i], summary, tags, per_step, sparse))
     return out
 

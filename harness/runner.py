@@ -7,6 +7,10 @@ At each step t = 0, 1, ..., steps (step 0 is the start point):
      moved x by <= x_tol), or max_steps when t == steps;
   3. if every member has stopped, end; otherwise take one update, freezing stopped members.
 Stopped members keep their last point, so one member's divergence never touches another.
+
+Cost: the gradient evaluations a member has used to reach step t (``BatchResult.grad_evals``).
+An update takes one gradient (possibly a mini-batch one) unless the step says otherwise through
+``step_evals`` (a closure-based torch.optim class such as LBFGS: every closure call counts).
 """
 
 from __future__ import annotations
@@ -49,6 +53,15 @@ class BatchResult:
     final_x: np.ndarray  # [B, d]
     started_at: float  # time.time() at step 0
     evals: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)  # key -> (steps [E], values [E, B])
+    # cumulative gradient evaluations to reach step t, [T+1, B]: row 0 is 0, row t+1 adds what the
+    # update at step t asked for; None when that is 1 per update for everybody (then it is t)
+    grad_evals: np.ndarray | None = None
+
+    def grad_evals_of(self, i: int, n: int) -> np.ndarray:
+        """Member ``i``'s cumulative gradient evaluations at steps 0 .. n-1."""
+        if self.grad_evals is None:
+            return np.arange(n, dtype=np.float64)
+        return self.grad_evals[:n, i].astype(np.float64)
 
 
 Step = Callable[[Tensor, Tensor], Tensor]  # (x_t, grad_t) -> x_{t+1}
@@ -63,13 +76,16 @@ def run(
     update_grad: Callable[[Tensor, Tensor, int], Tensor] | None = None,
     evaluate: Callable[[Tensor], dict[str, Tensor]] | None = None,
     eval_every: int = 0,
+    step_evals: Callable[[], int | np.ndarray] | None = None,
 ) -> BatchResult:
     """Run the batch ``x[B, d]`` under ``rules``. ``f_ref`` (f* when known, else 0) sets the
     divergence scale: a member diverges when |loss - f_ref| > factor * max(1, |loss_0 - f_ref|).
 
     ``update_grad(x, g, t)`` gives the gradient the update uses (a mini-batch or noisy one);
     the recorded loss and gradient, and the stopping rules, use the exact ones.
-    ``evaluate(x)`` (e.g. test accuracy) runs every ``eval_every`` steps and at the last step."""
+    ``evaluate(x)`` (e.g. test accuracy) runs every ``eval_every`` steps and at the last step.
+    ``step_evals()``, called after each update, gives the gradient evaluations that update asked
+    for (one number for all members, or one per member); without it each update counts 1."""
     T, (B, d) = rules.steps, x.shape
     ref = 0.0 if f_ref is None else f_ref
     loss = torch.empty(T + 1, B, dtype=torch.float64)
@@ -84,6 +100,7 @@ def run(
     limit = None
     eval_steps: list[int] = []
     eval_vals: dict[str, list] = {}
+    cum = np.zeros((T + 1, B), dtype=np.int64) if step_evals is not None else None
     started_at, t0 = time.time(), time.perf_counter()
     t = 0
     for t in range(T + 1):
@@ -127,6 +144,8 @@ def run(
         x_new = step(x, g if update_grad is None else update_grad(x, g, t))
         if not all_active:
             x_new = torch.where(active.view(-1, *([1] * (x.dim() - 1))), x_new, x)
+        if cum is not None:  # stopped members' updates are thrown away: they cost nothing
+            cum[t + 1] = cum[t] + np.where(active.numpy(), np.asarray(step_evals(), dtype=np.int64), 0)
         if rules.x_tol is not None:
             small_step = torch.linalg.vector_norm((x_new - x).flatten(1), dim=1) <= rules.x_tol
         x = x_new
@@ -141,4 +160,5 @@ def run(
         final_x=x.detach().to(torch.float64).numpy(),
         started_at=started_at,
         evals={k: (np.array(eval_steps), torch.stack(v).numpy()) for k, v in eval_vals.items()},
+        grad_evals=None if cum is None else cum[:n],
     )

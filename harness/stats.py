@@ -14,6 +14,11 @@ def target_key(level: float) -> str:
     return f"steps_to_{level:.0e}"
 
 
+def evals_key(level: float) -> str:
+    """Metric name for the gradient evaluations needed to reach a target level, e.g. ``evals_to_1e-06``."""
+    return target_key(level).replace("steps_to_", "evals_to_", 1)
+
+
 def linear_rate(gap: np.ndarray, floor: float) -> float:
     """Empirical per-step contraction of ``gap`` (f - f*): exp of the least-squares slope of
     log(gap) against the step over the second half of the points above ``floor`` (the
@@ -42,8 +47,16 @@ def member_stats(
     reason: str,
     f_star: float | None,
     targets: list[float],
+    evals: np.ndarray | None = None,
 ) -> dict[str, float]:
-    """Summary metrics of one member whose curves run from step 0 to its stop step."""
+    """Summary metrics of one member whose curves run from step 0 to its stop step.
+
+    ``evals[t]``: the cumulative gradient evaluations to reach step t, for an optimizer whose
+    updates do not all take exactly one (a closure-based class such as LBFGS); ``None`` means one
+    per update (``evals[t] = t``). ``grad_evals`` is the total; such members also get
+    ``evals_to_<level>``, the evaluations to reach each ``steps_to_<level>`` step.
+    ``elapsed`` is the batch's clock, so ``batch_wall_time_s`` and ``batch_time_per_step_s`` are
+    the time of the whole batch the member ran in (shared by its members), not the member's own."""
     stop = len(loss) - 1
     finite = loss[np.isfinite(loss)]
     out: dict[str, float] = {
@@ -53,8 +66,9 @@ def member_stats(
         "steps": float(stop),
         "converged": float(reason in CONVERGED),
         "diverged": float(reason == "diverged"),
-        "wall_time_s": float(elapsed[stop]),
-        "time_per_step_s": float(elapsed[stop] / stop) if stop > 0 else 0.0,
+        "grad_evals": float(stop if evals is None else evals[stop]),
+        "batch_wall_time_s": float(elapsed[stop]),
+        "batch_time_per_step_s": float(elapsed[stop] / stop) if stop > 0 else 0.0,
     }
     if f_star is not None:
         gap = loss - f_star
@@ -67,4 +81,6 @@ def member_stats(
         hit = np.flatnonzero(gap <= level)
         if hit.size:
             out[target_key(level)] = float(hit[0])
+            if evals is not None:
+                out[evals_key(level)] = float(evals[hit[0]])
     return out

@@ -37,7 +37,7 @@ def test_quoted_multirun_as_typed(tmp_path):
         assert prm["problem"] == "rosenbrock" and prm["optimizer"] == "adam" and prm["seed"] == "0"
         assert prm["steps"] == "2000" and prm["optimizer.betas"] == "[0.9, 0.999]" and prm["problem.dim"] == "2"
         assert r.info.run_name == f"adam-rosenbrock-lr={float(prm['lr']):g}-seed=0"
-        for key in ("final_loss", "best_loss", "final_suboptimality", "converged", "diverged", "linear_rate", "wall_time_s", "time_per_step_s"):
+        for key in ("final_loss", "best_loss", "final_suboptimality", "converged", "diverged", "linear_rate", "batch_wall_time_s", "batch_time_per_step_s"):
             assert key in m, key
         assert r.data.tags["stop_reason"] == "max_steps" and r.data.tags["f_star"] == "0.0"
         assert "basin" not in r.data.tags and "global_min_reached" not in m  # one minimum: no basin study

@@ -23,7 +23,7 @@ from tests.servers import mlflow_server, postgres
 # problem pads its examples (problems/data.py).
 SWEEP = ["-m", "problem=rosenbrock,logistic_regression", "optimizer=adam", "lr=0.001,0.01", "seed=0,1", "steps=60"]
 TOTAL = 8
-TIMING = ("wall_time_s", "time_per_step_s")
+TIMING = ("batch_wall_time_s", "batch_time_per_step_s")
 
 
 def curves(uri: str) -> dict[str, dict[str, list[tuple[int, float]]]]:

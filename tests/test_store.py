@@ -103,7 +103,7 @@ def _read_back(uri):
     out = {}
     for r in kids:
         hist = {k: sorted((h.step, h.value) for h in c.get_metric_history(r.info.run_id, k)) for k in ("loss", "suboptimality", "grad_norm")}
-        out[r.data.tags["harness.config_hash"]] = (r.data.params, {k: v for k, v in r.data.metrics.items() if k not in ("wall_time_s", "time_per_step_s")},
+        out[r.data.tags["harness.config_hash"]] = (r.data.params, {k: v for k, v in r.data.metrics.items() if k not in ("batch_wall_time_s", "batch_time_per_step_s")},
                                                  {k: v for k, v in r.data.tags.items() if k != "mlflow.parentRunId"}, hist,
                                                  sorted(a.path for a in c.list_artifacts(r.info.run_id)))
     return out

@@ -8,10 +8,13 @@
 - **Summary metrics** (``final_loss``, ``steps_to_1e-06``, ...) at the last step: columns in the UI.
 - **curves.npz**, one compact artifact per run with every step of the loss and ``grad_norm`` in float32
   (where f* is known, the gap f - f* is stored, so that suboptimality keeps its relative precision
-  however small it gets, and ``f_star``); the wall time ``time`` (float32 seconds since step 0) and, for 1-D and 2-D problems, the
-  points ``x`` (float32, plus ``x_final`` in float64), at the steps of :func:`sample_steps` (every step
-  up to 1,000 steps, else 501 evenly spaced); held-out evaluations at ``eval_step``. Read it with
-  :func:`load_curves` (the float curves are stored as byte planes, which compress better).
+  however small it gets, and ``f_star``), plus ``final``, the last step's loss and grad_norm in
+  float64, so that the curves end exactly at ``final_loss``, ``final_suboptimality`` and
+  ``final_grad_norm`` (float32 rounds them, and flushes a gap below ~1e-45 to 0); the wall time
+  ``time`` (float32 seconds since step 0) and, for 1-D and 2-D problems, the points ``x`` (float32,
+  plus ``x_final`` in float64), at the steps of :func:`sample_steps` (every step up to 1,000 steps,
+  else 501 evenly spaced); held-out evaluations at ``eval_step``. Read it with :func:`load_curves`
+  (the float curves are stored as byte planes, which compress better).
 """
 
 from __future__ import annotations
@@ -60,7 +63,9 @@ def curves_artifact(loss, grad_norm, elapsed, trajectory=None, evals=None, epoch
         arrays = {"loss": loss.astype(np.float32)}
     else:  # the gap keeps float32's relative precision down to 1e-30, where f - f* would lose it at ~1e-7 |f*|
         arrays = {"gap": (loss - f_star).astype(np.float32), "f_star": np.float64(f_star)}
-    arrays |= {"grad_norm": np.asarray(grad_norm, dtype=np.float32), "time": np.asarray(elapsed, dtype=np.float32)[idx]}
+    grad_norm = np.asarray(grad_norm, dtype=np.float64)
+    arrays |= {"grad_norm": grad_norm.astype(np.float32), "time": np.asarray(elapsed, dtype=np.float32)[idx],
+               "final": np.array([loss[-1], grad_norm[-1]])}  # the last step exactly, ~180 bytes
     if trajectory is not None:
         arrays["x"] = np.asarray(trajectory, dtype=np.float32)[idx]
         arrays["x_final"] = np.asarray(trajectory[-1], dtype=np.float64)
@@ -82,7 +87,8 @@ def curves_artifact(loss, grad_norm, elapsed, trajectory=None, evals=None, epoch
 
 def load_curves(source) -> dict[str, np.ndarray]:
     """A run's curves.npz (a path, a file or bytes) as {name: array}: ``loss``, ``grad_norm`` and, where
-    f* is known, ``suboptimality`` per step, ``time`` and ``x`` at ``sampled_step``, ``eval_step`` and held-out metrics where evaluated."""
+    f* is known, ``suboptimality`` per step (float64: the last step exactly as the run's ``final_*``
+    metrics, the others rounded to float32), ``time`` and ``x`` at ``sampled_step``, ``eval_step`` and held-out metrics where evaluated."""
     if isinstance(source, bytes):
         source = io.BytesIO(source)
     with np.load(source) as z:
@@ -91,12 +97,18 @@ def load_curves(source) -> dict[str, np.ndarray]:
         p = out[k]
         dtype = np.dtype(f"<f{p.shape[0]}")
         out[k] = p.T.copy().view(dtype).reshape(-1)
+    final = out.pop("final", None)  # absent from files written before it was added
+    out["grad_norm"] = out["grad_norm"].astype(np.float64)
     if "gap" in out:
         gap = out.pop("gap").astype(np.float64)
+        if final is not None:
+            gap[-1] = final[0] - out["f_star"]  # as final_suboptimality is computed
         out["loss"] = out["f_star"] + gap
         out["suboptimality"] = np.maximum(gap, 0.0)
     else:
         out["loss"] = out["loss"].astype(np.float64)
+    if final is not None:
+        out["loss"][-1], out["grad_norm"][-1] = final
     if "x" in out:
         out["x"] = out["x"].reshape(len(out["time"]), -1)
     out["sampled_step"] = sample_steps(len(out["loss"]))
