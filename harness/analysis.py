@@ -42,6 +42,7 @@ from harness.protocol import Protocol, cost_to, cost_unit, count_once, selection
 SOLVED = 1e-12  # medians at or below this count as solved (equal)
 DIGITS = 6  # medians equal to this many significant digits tie
 FACTOR = 10.0  # robustness: lrs whose median is within FACTOR x the best
+DEFAULT_TARGET = 1e-6  # the level of f - f* that cost is counted to, in the summary and the report
 LEVEL = 0.95  # the level intervals aim at; each states the level it achieves
 ORDER = ["gd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw", "nadam", "lbfgs"]
 HELD_OUT = ("val_loss", "val_accuracy", "test_loss", "test_accuracy")  # the held-out metrics' names, in one place

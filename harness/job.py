@@ -15,6 +15,7 @@ from harness import runner, schedules
 from harness.plan import Batch, effective_lr, plan
 from harness.stats import member_stats
 from harness.store import (
+    CODE_HASH,
     CONFIG_HASH,
     CURVES,
     RunRecord,
@@ -45,6 +46,19 @@ class MemberResult:
     epoch_per_step: float | None = None  # data problems: batch / samples
     sparse: dict = None  # key -> (steps, values): evaluations such as test accuracy
     run_id: str | None = None
+    grad_evals: np.ndarray | None = None  # cumulative gradient evaluations per step, where not one per update
+
+
+def held_out(steps: np.ndarray, vals: np.ndarray, stop: int) -> tuple[np.ndarray, np.ndarray]:
+    """A member's evaluations up to its stop step, ending with its stop step: a member that stopped keeps
+    its point, so the batch's next evaluation after the stop (there always is one, at the batch's last
+    step) is the value at the point it stopped at."""
+    keep = steps <= stop
+    s, v = steps[keep], vals[keep]
+    after = np.flatnonzero(steps >= stop)
+    if after.size and not (s.size and s[-1] == stop):
+        s, v = np.append(s, stop), np.append(v, vals[after[0]])
+    return s, v
 
 
 def _functional_step(batch: Batch, x: torch.Tensor):
@@ -157,6 +171,7 @@ def results(batch: Batch, res: runner.BatchResult, swept: list[str] | None = Non
             tags["f_star"] = repr(float(batch.problem.f_star))
         if batch.hashes:
             tags[CONFIG_HASH] = batch.hashes[i]
+        tags[CODE_HASH] = batch.code_hash
         if batch.problem.several_minima:  # a landscape with several minima: which one did the run end in?
             m = minima[i]
             tags["basin"] = m.name if m else "none"
@@ -168,19 +183,18 @@ def results(batch: Batch, res: runner.BatchResult, swept: list[str] | None = Non
         c["dtype"] = str(batch.dtype).removeprefix("torch.")
         p = batch.problem
         per_step = (getattr(p, "batch_size", None) or p.samples) / p.samples if p.samples else None
-        sparse = {}
-        for key, (steps, vals) in res.evals.items():
-            keep = steps <= n - 1
-            sparse[key] = (steps[keep], vals[keep, i])
-            if keep.any():
-                summary[f"final_{key}"] = float(vals[keep, i][-1])
+        sparse = {key: held_out(steps, vals[:, i], n - 1) for key, (steps, vals) in res.evals.items()}
+        for key, (steps, vals) in sparse.items():
+            if steps.size:
+                summary[f"final_{key}"] = float(vals[-1])
         if per_step is not None:
             summary["epochs"] = (n - 1) * per_step
             # examples seen: the update's own gradient (a mini-batch, or the training set) at every
             # step, plus the training set at each further evaluation (a closure's line search)
             per_update = getattr(p, "batch_size", None) or p.samples
             summary["examples"] = float((n - 1) * per_update + (summary["grad_evals"] - (n - 1)) * p.samples)
-        out.append(MemberResult(run_name(c, swept or []), c, loss, gn, traj, res.elapsed[:n], res.started_at, res.reason[i], summary, tags, per_step, sparse))
+        out.append(MemberResult(run_name(c, swept or []), c, loss, gn, traj, res.elapsed[:n], res.started_at, res.reason[i], summary, tags, per_step,
+                                sparse, grad_evals=evals))
     return out
 
 
@@ -206,7 +220,7 @@ def record(r: MemberResult, f_star: float | None) -> RunRecord:
     if f_star is not None:
         curves["suboptimality"] = np.maximum(r.loss - f_star, 0.0)
     artifacts = {"config.yaml": yaml.dump(r.config, Dumper=_Dumper, sort_keys=False),
-                 CURVES: curves_artifact(r.loss, r.grad_norm, r.elapsed, r.trajectory, r.sparse, r.epoch_per_step, f_star)}
+                 CURVES: curves_artifact(r.loss, r.grad_norm, r.elapsed, r.trajectory, r.sparse, r.epoch_per_step, f_star, r.grad_evals)}
     summary = {k: v for k, v in r.summary.items() if not (k == "linear_rate" and math.isnan(v))}
     return RunRecord(r.name, params, r.tags, summary, curves, r.started_at, r.elapsed, artifacts, r.sparse or {})
 

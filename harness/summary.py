@@ -8,7 +8,7 @@ import os
 from harness import analysis
 from harness import formatting as fmt
 
-TARGET = 1e-6  # the report's default target
+TARGET = analysis.DEFAULT_TARGET
 
 
 def columns(target: float) -> list[str]:

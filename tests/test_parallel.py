@@ -104,7 +104,7 @@ def test_a_failing_group_fails_the_sweep_in_one_line_and_a_rerun_runs_only_what_
 
     again = run_cli(args, cwd=tmp_path, env=env | {"HARNESS_TEST_HEALED": "1"})
     assert again.returncode == 0, again.stderr
-    assert f"Resuming sweep {parents[0].info.run_id}: 4 of 8 runs already stored, running the other 4" in again.stdout
+    assert f"Resuming sweep {parents[0].info.run_id}: 4 of 8 runs stored from the current code; 4 runs not stored yet" in again.stdout
     assert "Split into 2 batched jobs for 2 workers" in again.stdout  # what is left is spread over the workers again
     parents2, kids2 = runs(store)
     assert [r.info.run_id for r in parents2] == [parents[0].info.run_id] and parents2[0].info.status == "FINISHED"

@@ -70,9 +70,8 @@ def test_summary_numbers_equal_the_store(sweep_store):
 def test_diverged_runs_are_reported_not_dropped(sweep_store):
     d, uri = sweep_store
     from harness import analysis
-    from harness.store import read_runs
-
     from harness.findings import findings
+    from harness.store import read_runs
 
     a = analysis.analyse(read_runs(uri, "harness").runs, 1e-6)
     df = a.df

@@ -175,7 +175,7 @@ def check_report(d, uri: str, runs: list, report_args: list[str], printed: str |
         if not math.isnan(lo):
             assert lo <= num(row[3]) <= hi or (math.isinf(num(row[3])) and math.isinf(hi))
             n, xs = len(at), sorted(scores)  # [x(k), x(n-k+1)], k the largest whose binomial coverage is >= 95%, else [min, max]
-            cover = lambda k: 1 - 2 * sum(math.comb(n, i) for i in range(k)) / 2**n  # noqa: E731
+            cover = lambda k, n=n: 1 - 2 * sum(math.comb(n, i) for i in range(k)) / 2**n  # noqa: E731
             k = max([k for k in range(1, n // 2 + 1) if cover(k) >= 0.95] or [1])
             assert same(row[4][1:].split(", ")[0], xs[k - 1]) and level == pytest.approx(cover(k), abs=0.0051), (row[4], xs, k)
         else:

@@ -24,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--filter", help="an MLflow filter over member runs instead of one sweep, e.g. \"params.problem = 'rosenbrock'\"")
     ap.add_argument("--name", help="report directory under --out (default: derived from the sweep)")
     ap.add_argument("--out", default="reports", help="parent directory of reports (default: reports)")
-    ap.add_argument("--target", type=float, default=1e-6, help="target level of f - f* for steps-to-target (default 1e-6)")
+    ap.add_argument("--target", type=float, default=None, help="target level of f - f* for the cost to target (default 1e-6)")
     ap.add_argument("--tune-seeds", default="half", help="seeds that choose each configuration's lr: half (default: the lower half of a "
                     "problem's seeds, the rest report; all seeds do both below 4 seeds), all, or a number N (the N lowest seeds)")
     ap.add_argument("--select", default="auto", help="selection metric: auto (default: final f - f*; the validation loss where f* is "
@@ -35,6 +35,9 @@ def main(argv: list[str] | None = None) -> int:
     from harness.store import StoreError, experiment_name, read_runs, resolve_uri
 
     t0 = time.perf_counter()
+    from harness.analysis import DEFAULT_TARGET
+
+    a.target = DEFAULT_TARGET if a.target is None else a.target
     uri = resolve_uri(a.uri)
     try:
         if a.target <= 0:

@@ -18,7 +18,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from harness import analysis  # noqa: E402
-from harness.store import RunSet, read_curves, read_trajectory  # noqa: E402
+from harness.store import RunSet, read_curves, read_trajectory, run_curves  # noqa: E402
 
 DPI = 150
 OUTCOME_COLOURS = {"global": "#2ca02c", "local": "#ff7f0e", "none": "#7f7f7f", "diverged": "#d62728"}
@@ -78,6 +78,19 @@ def _per_step(at: pd.DataFrame, unit: str) -> pd.Series:
     return pd.Series((at[col].astype(float) / steps.where(steps > 0)).fillna(1.0).to_numpy(), index=at["run_id"])
 
 
+def _cost_axis(rs: RunSet, pts: pd.DataFrame, at: pd.DataFrame, unit: str) -> np.ndarray:
+    """The cost of reaching each curve point in ``unit``: a run's cumulative gradient evaluations where it
+    stored them (L-BFGS), else its steps times its cost per step."""
+    x = (pts["step"] * pts["run_id"].map(_per_step(at, unit)).fillna(1.0)).to_numpy(float)
+    if unit == "evals":
+        for rid in pts["run_id"].unique():
+            c = run_curves(rs, rid)
+            if c is not None and "grad_evals" in c:
+                rows = (pts["run_id"] == rid).to_numpy()
+                x[rows] = c["grad_evals"][np.minimum(pts["step"].to_numpy()[rows], len(c["grad_evals"]) - 1)]
+    return x
+
+
 AXIS = {"steps": "step", "evals": "gradient evaluations", "examples": "examples seen"}
 
 
@@ -96,7 +109,7 @@ def loss_curves(rs: RunSet, df: pd.DataFrame, bests: pd.DataFrame, prob: str, un
     for r, at in _at_best(df, bests, prob):
         ids = at["run_id"].tolist()
         pts = read_curves(rs, ids, (key, *tests))
-        pts["x"] = pts["step"] * pts["run_id"].map(_per_step(at, unit)).fillna(1.0)
+        pts["x"] = _cost_axis(rs, pts, at, unit)
         n_div = int(at["diverged"].sum())
         labels[r.config] = f"{r.config}, lr={r.best_lr:.3g} ({len(ids)} seed{'s' * (len(ids) > 1)}{f', {n_div} diverged' if n_div else ''})"
         for k in (key, *tests):

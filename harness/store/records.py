@@ -50,7 +50,7 @@ def sample_steps(n_points: int) -> np.ndarray:
     return np.unique(np.round(np.linspace(0, n_points - 1, SAMPLE_POINTS + 1)).astype(np.int64))
 
 
-def curves_artifact(loss, grad_norm, elapsed, trajectory=None, evals=None, epoch_per_step=None, f_star=None) -> bytes:
+def curves_artifact(loss, grad_norm, elapsed, trajectory=None, evals=None, epoch_per_step=None, f_star=None, grad_evals=None) -> bytes:
     """The bytes of one run's curves.npz (see the module docstring).
 
     A zip of .npy files, as ``numpy.savez_compressed`` writes, but each float curve is stored as its
@@ -71,6 +71,8 @@ def curves_artifact(loss, grad_norm, elapsed, trajectory=None, evals=None, epoch
         arrays["x_final"] = np.asarray(trajectory[-1], dtype=np.float64)
     if epoch_per_step is not None:
         arrays["epoch_per_step"] = np.float64(epoch_per_step)
+    if grad_evals is not None:  # cumulative gradient evaluations per step, where an update may take several (L-BFGS)
+        arrays["grad_evals"] = np.asarray(grad_evals, dtype=np.int64)
     for k, (steps, vals) in (evals or {}).items():
         arrays["eval_step"] = np.asarray(steps, dtype=np.int32)
         arrays[k] = np.asarray(vals, dtype=np.float64)
@@ -88,7 +90,8 @@ def curves_artifact(loss, grad_norm, elapsed, trajectory=None, evals=None, epoch
 def load_curves(source) -> dict[str, np.ndarray]:
     """A run's curves.npz (a path, a file or bytes) as {name: array}: ``loss``, ``grad_norm`` and, where
     f* is known, ``suboptimality`` per step (float64: the last step exactly as the run's ``final_*``
-    metrics, the others rounded to float32), ``time`` and ``x`` at ``sampled_step``, ``eval_step`` and held-out metrics where evaluated."""
+    metrics, the others rounded to float32), ``time`` and ``x`` at ``sampled_step``, ``eval_step`` and held-out metrics where evaluated,
+    and ``grad_evals`` (cumulative, per step) where an update may take several evaluations."""
     if isinstance(source, bytes):
         source = io.BytesIO(source)
     with np.load(source) as z:
