@@ -213,3 +213,20 @@ def test_bad_fractions_from_the_command_line_exit_2_with_one_line_and_store_noth
     p = run_cli([*args, "steps=5", f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}"], cwd=tmp_path)
     assert p.returncode == 2 and p.stderr.strip() == expected, p.stderr
     assert not (tmp_path / "mlflow.db").exists()
+
+
+def test_a_member_that_stops_early_still_has_its_held_out_metrics(store):
+    # lr=1 meets stop.grad_tol long before the batch's last step (the only evaluation): its metrics are
+    # those of the point it stopped at, which it keeps while the others run on
+    args = ["problem=logistic_regression", "optimizer=gd", "steps=300", "stop.grad_tol=0.005"]
+    grid = [{"lr": 1.0, "seed": 0}, {"lr": 0.001, "seed": 0}]
+    rows = run_job(make_cfg(*args, members(*grid), f"tracking.uri={store}"))
+    (batch,), _ = plan(make_cfg(*args, members(*grid)))
+    res = run_batch(batch)
+    early = next(r for r in rows if r["lr"] == 1.0)
+    assert early["stop_reason"] == "grad_tol" and early["steps"] < 300
+    ref = _reference("logistic_regression", res.final_x[0])
+    for k in HELD_OUT["logistic_regression"]:
+        assert early[f"final_{k}"] == pytest.approx(ref[k], rel=1e-9)
+    (m,) = results(batch, res)[:1]
+    assert m.sparse["val_loss"][0].tolist() == [early["steps"]]  # recorded at its own stop step
