@@ -37,7 +37,7 @@ import pandas as pd
 import yaml
 
 from harness import inference
-from harness.protocol import Protocol, cost_to, cost_unit, count_once, selection, split_seeds
+from harness.protocol import Protocol, budget, cost_to, cost_unit, count_once, selection, split_seeds
 
 SOLVED = 1e-12  # medians at or below this count as solved (equal)
 DIGITS = 6  # medians equal to this many significant digits tie
@@ -326,6 +326,7 @@ def _report_row(g: pd.DataFrame, at: pd.DataFrame, t: pd.DataFrame, b: pd.Series
         best_lr=float(b["lr"]), seeds=len(at), tune_seeds=int(b["n"]), median=median(score), q25=_q(score, 0.25), q75=_q(score, 0.75),
         ci_lo=lo, ci_hi=hi, ci_level=level, iqm=inference.iqm(score) if len(score) else math.nan, iqm_lo=iqm_lo, iqm_hi=iqm_hi, iqm_level=iqm_level,
         select_median=median(at["select_score"]), tune_median=float(b["median"]),
+        budget=median(budget(at, unit)) if len(at) else math.nan,
         steps=median(c) if fstar else math.nan, steps_lo=c_lo, steps_hi=c_hi, steps_level=c_level, unit=unit,
         reached=int(np.isfinite(c).sum()) if fstar else 0, fstar=fstar, minima=minima,
         diverged_best=int(at["diverged"].sum()), diverged_all=int(g["diverged"].sum()), runs=len(g), lrs=len(t),

@@ -16,6 +16,8 @@ from harness import analysis
 from harness import formatting as fmt
 from harness.protocol import SELECTABLE, UNITS
 
+BUDGET_RATIO = 2.0  # budgets further apart than this are called out
+
 
 def findings(a: analysis.Analysis) -> list[str]:
     lines = []
@@ -26,6 +28,7 @@ def findings(a: analysis.Analysis) -> list[str]:
             continue
         lines += _lead(prob, s.iloc[0], a)
         lines += _pairs(prob, a.comparisons[a.comparisons.problem == prob])
+        lines += _budgets(prob, s, UNITS[a.protocol.unit[prob]])
         lines += _robust(prob, s)
     for prob, cfg, lr0, d, n in analysis.divergence_edges(a.df):
         lines.append(f"On {prob}, {cfg} diverged at every lr >= {fmt.lr(lr0)} ({d}/{n} runs).")
@@ -69,6 +72,18 @@ def _pairs(prob: str, c: pd.DataFrame) -> list[str]:
         out.append(f"On {prob}, {names} {'is' if len(tied) == 1 else 'are'} indistinguishable from {tied[0].leader} on {n} paired "
                    f"seed{'s' * (n != 1)} (sign test, Holm-adjusted p >= 0.05{_small(n)}).")
     return out
+
+
+def _budgets(prob: str, s: pd.DataFrame, unit: str) -> list[str]:
+    """Configurations that spent very different amounts (full batch against batch size 1, say) are not
+    compared at equal cost: say so, with what each spent."""
+    b = s[np.isfinite(s["budget"])]
+    if len(b) < 2 or b["budget"].max() <= BUDGET_RATIO * b["budget"].min():
+        return []
+    lo, hi = b.loc[b["budget"].idxmin()], b.loc[b["budget"].idxmax()]
+    return [f"On {prob}, the configurations spent very different budgets: from {lo['budget']:,.0f} {unit} ({lo['config']}) to "
+            f"{hi['budget']:,.0f} ({hi['config']}) per run (median); one that never reached the target may have run out of "
+            "budget rather than been slower."]
 
 
 def _small(n: int) -> str:

@@ -154,3 +154,11 @@ def cost_to(g: pd.DataFrame, steps: pd.Series, level_col: str, unit: str) -> pd.
         return derived
     logged = g[logged_col].astype(float)
     return logged.where(logged.notna(), derived)
+
+
+def budget(g: pd.DataFrame, unit: str) -> pd.Series:
+    """What each run spent in all, in ``unit``: its steps, gradient evaluations or examples."""
+    col = {"steps": "metrics.steps", "evals": "metrics.grad_evals", "examples": "metrics.examples"}[unit]
+    if col not in g:
+        col = "metrics.steps"
+    return g[col].astype(float) if col in g else pd.Series(np.nan, index=g.index)

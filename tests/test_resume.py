@@ -89,7 +89,7 @@ def test_interrupted_sweep_resumes_to_the_uninterrupted_result(tmp_path, referen
 
     again = run_cli([f"tracking.uri={uri}", *launcher, *SWEEP], cwd=tmp_path)
     assert again.returncode == 0, again.stderr
-    assert f"Resuming sweep {parents[0].info.run_id}: {len(kids)} of {TOTAL} runs already stored" in again.stdout
+    assert f"Resuming sweep {parents[0].info.run_id}: {len(kids)} of {TOTAL} runs stored from the current code; {TOTAL - len(kids)} run" in again.stdout
     parents2, kids2 = members(uri)
     assert [r.info.run_id for r in parents2] == [parents[0].info.run_id] and parents2[0].info.status == "FINISHED"
     assert len(kids2) == TOTAL and {r.data.tags["mlflow.parentRunId"] for r in kids2} == {parents[0].info.run_id}

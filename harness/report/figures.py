@@ -91,6 +91,7 @@ def _cost_axis(rs: RunSet, pts: pd.DataFrame, at: pd.DataFrame, unit: str) -> np
     return x
 
 
+HELD_OUT_MARKERS = {"val": "o", "test": "^"}
 AXIS = {"steps": "step", "evals": "gradient evaluations", "examples": "examples seen"}
 
 
@@ -101,7 +102,8 @@ def loss_curves(rs: RunSet, df: pd.DataFrame, bests: pd.DataFrame, prob: str, un
     fstar = bool(g["has_fstar"].all())
     key = "suboptimality" if fstar else "loss"
     tests = [k for k in analysis.HELD_OUT if f"metrics.final_{k}" in g and g[f"metrics.final_{k}"].notna().any()]
-    panels = 1 + len(tests)
+    kinds = [kind for kind in ("loss", "accuracy") if any(k.endswith(kind) for k in tests)]  # one panel each, val and test on it
+    panels = 1 + len(kinds)
     fig, axes = plt.subplots(1, panels, figsize=(5.6 * panels, 4.4), layout="constrained", squeeze=False)
     axes = axes[0]
     series = []  # (config label, key, x, median, q1, q3, seeds)
@@ -133,8 +135,9 @@ def loss_curves(rs: RunSet, df: pd.DataFrame, bests: pd.DataFrame, prob: str, un
         c, ls = col[cfg]
         if k == key and log_y:
             med, q1, q3 = (np.where(v <= 0, floor, v) for v in (med, q1, q3))
-        ax = axes[0] if k == key else axes[1 + tests.index(k)]
-        h = ax.plot(x, med, color=c, ls=ls, lw=1.5)[0]
+        ax = axes[0] if k == key else axes[1 + kinds.index(k.split("_")[1])]
+        marker = None if k == key else HELD_OUT_MARKERS[k.split("_")[0]]  # evaluated every eval_every steps: few points
+        h = ax.plot(x, med, color=c, ls=ls, lw=1.5, marker=marker, ms=4)[0]
         if n > 1:
             ax.fill_between(x, q1, q3, color=c, alpha=alpha, lw=0)
         if cfg not in done:
@@ -145,11 +148,14 @@ def loss_curves(rs: RunSet, df: pd.DataFrame, bests: pd.DataFrame, prob: str, un
     _fstar_line(axes[0], floor, at_fstar)
     axes[0].grid(alpha=0.3, which="both")
     axes[0].set_ylabel("f(x) - f*  (median, IQR band)" if fstar else "training loss f(x)  (median, IQR band)")
-    for ax, k in zip(axes[1:], tests):
-        ax.set_ylabel(k.replace("_", " ") + " (held-out data)")
+    for ax, kind in zip(axes[1:], kinds):
+        ax.set_ylabel(f"held-out {kind}: validation (o), test (^)")
         ax.grid(alpha=0.3)
     for ax in axes:
         ax.set_xlabel(AXIS[unit])
+        if unit != "steps":  # costs that span decades (batch size 1 against full batch)
+            ax.set_xscale("symlog", linthresh=1.0)
+            ax.set_xlim(left=0)
     fig.suptitle(f"{name}: each configuration at its best learning rate (reporting seeds)")
     _legend_below(fig, [h for h, _ in handles], [lb for _, lb in handles])
     return _save(fig, out / f"curves_{_slug(prob)}.png")
