@@ -42,14 +42,16 @@ def _lead(prob: str, lead: pd.Series, a: analysis.Analysis) -> list[str]:
     out = []
     if lead["minima"]:
         out.append(f"On {prob}, {who} ranked first: it reached a global minimum from {fmt.share(lead['global_share'])} of starts "
-                   f"({round(lead['global_share'] * n)}/{n} {seeds.split(' ', 1)[1]}).")
+                   f"({round(lead['global_share'] * n)}/{n} {seeds.split(' ', 1)[1]}; exact 95% interval "
+                   f"{fmt.share(lead['global_lo'])}–{fmt.share(lead['global_hi'])}).")
     unit = UNITS[a.protocol.unit[prob]]
     if lead["fstar"] and lead["reached"] * 2 > n:
         out.append(f"On {prob}, {who} {'also ' if lead['minima'] else 'ranked first: it '}reached f - f* <= {a.target:.0e} in a median "
                    f"{fmt.steps(lead['steps'])} {unit} ({lead['reached']}/{n} {seeds.split(' ', 1)[1]}).")
     elif lead["fstar"]:
+        first = f"{lead['config']}'s median final f - f* was" if lead["minima"] else f"{who} ranked first, with a median final f - f* of"
         out.append(f"On {prob}, no configuration reached f - f* <= {a.target:.0e} on most reporting seeds at its best lr; "
-                   f"{who} ranked first, with a median final f - f* of {fmt.value(lead['median'], True)}.")
+                   f"{first} {fmt.value(lead['median'], True)}.")
     elif not lead["minima"]:
         metric = SELECTABLE[a.protocol.select[prob]].split(" (")[0]
         value = -lead["select_median"] if a.protocol.select[prob] == "val_accuracy" else lead["select_median"]
@@ -58,20 +60,26 @@ def _lead(prob: str, lead: pd.Series, a: analysis.Analysis) -> list[str]:
 
 
 def _pairs(prob: str, c: pd.DataFrame) -> list[str]:
-    out, tied = [], []
-    for r in c.itertuples():
-        if r.better:
-            out.append(f"On {prob}, {r.leader} beat {r.other} on {r.wins} of {r.n} paired seeds ({r.losses} lost, {r.ties} tied; "
-                       f"by {r.basis}): P(better) = {r.win_p:.2f}, 95% interval [{r.win_lo:.2f}, {r.win_hi:.2f}]; "
-                       f"sign test p = {_p(r.p)}, {_p(r.p_holm)} after Holm's correction.")
-        else:
-            tied.append(r)
-    if tied:
-        n = min(r.n for r in tied)
-        names = ", ".join(r.other for r in tied)
-        out.append(f"On {prob}, {names} {'is' if len(tied) == 1 else 'are'} indistinguishable from {tied[0].leader} on {n} paired "
-                   f"seed{'s' * (n != 1)} (sign test, Holm-adjusted p >= 0.05{_small(n)}).")
+    """One sentence per outcome of the paired tests; configurations with the same counts and p share one."""
+    out = []
+    won = c[c["better"]]
+    for _, g in won.groupby(["wins", "losses", "ties", "n", "p", "p_holm"], sort=False):
+        r = g.iloc[0]
+        names = _names(list(g["other"]))
+        each = " each" if len(g) > 1 else ""
+        out.append(f"On {prob}, {r['leader']} beat {names} on {r['wins']} of {r['n']} paired seeds{each} ({r['losses']} lost, {r['ties']} tied; "
+                   f"by {r['basis']}): P(better) = {r['win_p']:.2f}, 95% interval [{r['win_lo']:.2f}, {r['win_hi']:.2f}]; "
+                   f"sign test p = {_p(r['p'])}, {_p(r['p_holm'])} after Holm's correction.")
+    tied = c[~c["better"]]
+    if len(tied):
+        n = int(tied["n"].min())
+        out.append(f"On {prob}, {_names(list(tied['other']))} {'is' if len(tied) == 1 else 'are'} indistinguishable from "
+                   f"{tied['leader'].iloc[0]} on {n} paired seed{'s' * (n != 1)} (sign test, Holm-adjusted p >= 0.05{_small(n)}).")
     return out
+
+
+def _names(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
 
 
 def _budgets(prob: str, s: pd.DataFrame, unit: str) -> list[str]:
@@ -107,6 +115,6 @@ def _robust(prob: str, s: pd.DataFrame) -> list[str]:
     most = good[good["robust_decades"] == good["robust_decades"].max()]
     names = ", ".join(most["config"])
     verb = "was" if len(most) == 1 else "were equally"
-    return [f"On {prob}, of the configurations whose best median is within {analysis.FACTOR:g}x of the best, {names} {verb} the most "
+    return [f"On {prob}, of the configurations whose best median is within {analysis.FACTOR:g}x of the best (or <= {analysis.SOLVED:g}), {names} {verb} the most "
             f"robust to the lr: within {analysis.FACTOR:g}x of {'its' if len(most) == 1 else 'their'} own best over "
             f"{most['robust_decades'].iloc[0]:.1f} decades (tuning seeds)."]

@@ -104,7 +104,7 @@ def loss_curves(rs: RunSet, df: pd.DataFrame, bests: pd.DataFrame, prob: str, un
     tests = [k for k in analysis.HELD_OUT if f"metrics.final_{k}" in g and g[f"metrics.final_{k}"].notna().any()]
     kinds = [kind for kind in ("loss", "accuracy") if any(k.endswith(kind) for k in tests)]  # one panel each, val and test on it
     panels = 1 + len(kinds)
-    fig, axes = plt.subplots(1, panels, figsize=(5.6 * panels, 4.4), layout="constrained", squeeze=False)
+    fig, axes = plt.subplots(1, panels, figsize=(max(8.0, 5.6 * panels), 4.6), layout="constrained", squeeze=False)
     axes = axes[0]
     series = []  # (config label, key, x, median, q1, q3, seeds)
     labels = {}
@@ -368,7 +368,9 @@ def profile(df: pd.DataFrame, bests: pd.DataFrame, target: float, units: dict, c
         handles.append((ax.step(taus, rho, where="post", color=c, ls=ls)[0], cfg))
     ax.set_xscale("log", base=2)
     ax.set_ylim(-0.02, 1.02)
-    ax.set_xlabel(f"tau: cost ({', '.join(sorted({AXIS[u] for u in units.values()}))}) to target within tau x the cheapest configuration")
+    from harness.protocol import UNITS
+
+    ax.set_xlabel(f"tau: cost ({', '.join(sorted({UNITS[u] for u in units.values()}))}) to target within tau x the cheapest configuration")
     ax.set_ylabel("share of (problem, seed) instances")
     ax.grid(alpha=0.3, which="both")
     fig.suptitle(f"Performance profile (Dolan-More), target f - f* <= {target:.0e}")
