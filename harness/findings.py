@@ -62,7 +62,9 @@ def _lead(prob: str, lead: pd.Series, a: analysis.Analysis) -> list[str]:
 def _pairs(prob: str, c: pd.DataFrame) -> list[str]:
     """One sentence per outcome of the paired tests; configurations with the same counts and p share one."""
     out = []
-    won = c[c["better"]]
+    if c.empty:
+        return out
+    won = c[c["better"].astype(bool)]
     for _, g in won.groupby(["wins", "losses", "ties", "n", "p", "p_holm"], sort=False):
         r = g.iloc[0]
         names = _names(list(g["other"]))
@@ -70,7 +72,7 @@ def _pairs(prob: str, c: pd.DataFrame) -> list[str]:
         out.append(f"On {prob}, {r['leader']} beat {names} on {r['wins']} of {r['n']} paired seeds{each} ({r['losses']} lost, {r['ties']} tied; "
                    f"by {r['basis']}): P(better) = {r['win_p']:.2f}, 95% interval [{r['win_lo']:.2f}, {r['win_hi']:.2f}]; "
                    f"sign test p = {_p(r['p'])}, {_p(r['p_holm'])} after Holm's correction.")
-    tied = c[~c["better"]]
+    tied = c[~c["better"].astype(bool)]
     if len(tied):
         n = int(tied["n"].min())
         out.append(f"On {prob}, {_names(list(tied['other']))} {'is' if len(tied) == 1 else 'are'} indistinguishable from "
