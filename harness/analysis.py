@@ -218,12 +218,7 @@ def median(values) -> float:
 
 def share_interval(k: int, n: int) -> tuple[float, float]:
     """Exact (Clopper-Pearson) interval of a share k/n at ``LEVEL``; (nan, nan) for n = 0."""
-    if n == 0:
-        return math.nan, math.nan
-    from scipy import stats
-
-    ci = stats.binomtest(int(k), int(n)).proportion_ci(LEVEL, method="exact")
-    return float(ci.low), float(ci.high)
+    return inference.clopper_pearson(int(k), int(n), LEVEL)
 
 
 def bucket(m: float) -> float:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy import stats
 
 
 def _finite_or_inf(values) -> np.ndarray:
@@ -20,12 +19,28 @@ def _finite_or_inf(values) -> np.ndarray:
     return x
 
 
+def binom_cdf(k: int, n: int, p: float) -> float:
+    """P(Bin(n, p) <= k), summed exactly in log space (no scipy: importing scipy.stats costs ~1 s,
+    more than a small sweep)."""
+    if k < 0:
+        return 0.0
+    if k >= n:
+        return 1.0
+    if p <= 0.0 or p >= 1.0:
+        return 1.0 if p <= 0.0 else 0.0
+    if p in (0.5, 0.25) and n <= 2000:  # coverages and sign tests: exact integer arithmetic
+        d = round(1 / p)
+        return sum(math.comb(n, i) * (d - 1) ** (n - i) for i in range(k + 1)) / d**n
+    lp, lq, ln = math.log(p), math.log1p(-p), math.lgamma(n + 1)
+    return min(1.0, math.fsum(math.exp(ln - math.lgamma(i + 1) - math.lgamma(n - i + 1) + i * lp + (n - i) * lq) for i in range(k + 1)))
+
+
 def _rank_coverage(n: int, k: int, p: float) -> float:
     """P(k <= Bin(n, p) <= n - k): the probability that [x(k), x(n-k+1)] holds the p-quantile
     of a continuous distribution (and at least that for any distribution)."""
     if n < 1 or not 1 <= k <= n - k + 1:
         return math.nan
-    return float(stats.binom.cdf(n - k, n, p) - stats.binom.cdf(k - 1, n, p))
+    return float(binom_cdf(n - k, n, p) - binom_cdf(k - 1, n, p))
 
 
 def _order_interval(values, level: float, p: float) -> tuple:
@@ -69,7 +84,7 @@ def median_interval(values, level: float = 0.95) -> tuple:
 
 
 def iqm(values) -> float | np.ndarray:
-    """Interquartile mean as rliable defines it, ``scipy.stats.trim_mean(x, 0.25)`` along the last axis
+    """Interquartile mean as rliable defines it, as ``scipy.stats.trim_mean(x, 0.25)`` along the last axis
     (int(n/4) values cut from each end). It is +inf when more than a quarter of the values are +inf."""
     x = np.sort(_finite_or_inf(values), axis=-1)
     g = int(0.25 * x.shape[-1])
@@ -124,7 +139,8 @@ def sign_test_outcomes(outcomes) -> dict:
     if not np.isin(o, (-1, 0, 1)).all():
         raise ValueError("outcomes must be -1, 0 or +1")
     wins, losses = int((o > 0).sum()), int((o < 0).sum())
-    p = stats.binomtest(wins, wins + losses, 0.5).pvalue if wins + losses else 1.0
+    m = wins + losses  # two-sided exact binomial test at 1/2 (symmetric: twice the smaller tail)
+    p = min(1.0, 2.0 * binom_cdf(min(wins, losses), m, 0.5)) if m else 1.0
     return dict(wins=wins, losses=losses, ties=int(o.size - wins - losses), n=int(o.size), p_value=float(p))
 
 
@@ -154,5 +170,25 @@ def win_probability(wins: int, losses: int, level: float = 0.95) -> tuple[float,
     n = wins + losses
     if n == 0:
         return math.nan, math.nan, math.nan
-    ci = stats.binomtest(wins, n).proportion_ci(confidence_level=level, method="exact")
-    return wins / n, float(ci.low), float(ci.high)
+    lo, hi = clopper_pearson(wins, n, level)
+    return wins / n, lo, hi
+
+
+def clopper_pearson(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
+    """Exact (Clopper-Pearson) interval of a binomial proportion k/n: the p with P(Bin(n, p) >= k) and
+    P(Bin(n, p) <= k) equal to (1 - level)/2, found by bisection; coverage >= ``level`` for every p."""
+    if n == 0:
+        return math.nan, math.nan
+    tail = (1 - level) / 2
+    lo = 0.0 if k == 0 else _bisect(lambda p: 1 - binom_cdf(k - 1, n, p) - tail)
+    hi = 1.0 if k == n else _bisect(lambda p: tail - binom_cdf(k, n, p))
+    return lo, hi
+
+
+def _bisect(f) -> float:
+    """The root in (0, 1) of an increasing function f."""
+    a, b = 0.0, 1.0
+    for _ in range(60):
+        m = (a + b) / 2
+        a, b = (m, b) if f(m) < 0 else (a, m)
+    return (a + b) / 2
