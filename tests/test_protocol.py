@@ -45,7 +45,7 @@ def test_an_edited_optimizer_reruns_and_an_untouched_one_resumes(tmp_path):
     assert "4 finished runs counted" in md and "2 run(s) of quadratic / myopt ran older code" in md
 
 
-def test_overlapping_sweeps_count_each_seed_once(tmp_path):
+def test_overlapping_sweeps_count_each_seed_once(tmp_path, capsys):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     for seeds in ("range(2)", "range(4)"):
         p = run_cli([f"tracking.uri={uri}", "problem=quadratic", "optimizer=gd", "steps=50", "-m", "lr=0.001,0.01", f"seed={seeds}"], cwd=tmp_path)
@@ -55,6 +55,11 @@ def test_overlapping_sweeps_count_each_seed_once(tmp_path):
     md = (tmp_path / "reports" / "r" / "report.md").read_text()
     assert "8 finished runs counted" in md and "4 run(s) repeated a (problem, configuration, lr, seed) already counted" in md
     assert "| seeds | 4 | 0, 1, 2, 3 |" in md and "diverged at best lr" in md and "| 0/2 |" in md  # 2 reporting seeds, not 4 or 6
+    capsys.readouterr()
+    for bad, why in ((["--select", "val_loss"], "--select=val_loss is not allowed for problem quadratic: its runs logged no val_loss; allowed: final"),
+                     (["--tune-seeds", "9"], "--tune-seeds=9 is not allowed; allowed: half, all, or an integer 0..3 (these runs have 4 seeds)")):
+        assert report_main(["--uri", uri, "--filter", flt, "--out", str(tmp_path / "bad"), *bad]) == 2
+        assert capsys.readouterr().err == f"error: {why}\n" and not (tmp_path / "bad").exists()
 
 
 # ---- runs as the store returns them, for the rules themselves ---------------------------------
