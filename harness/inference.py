@@ -7,6 +7,8 @@ interval, a distribution-free lower bound on the coverage for the IQM interval. 
 
 from __future__ import annotations
 
+import functools
+import itertools
 import math
 
 import numpy as np
@@ -20,19 +22,25 @@ def _finite_or_inf(values) -> np.ndarray:
 
 
 def binom_cdf(k: int, n: int, p: float) -> float:
-    """P(Bin(n, p) <= k), summed exactly in log space (no scipy: importing scipy.stats costs ~1 s,
-    more than a small sweep)."""
+    """P(Bin(n, p) <= k), exact in integer arithmetic for p = 1/2 and 1/4 (coverages and sign tests),
+    summed in log space otherwise. No scipy: importing scipy.stats costs ~1 s, more than a small sweep."""
     if k < 0:
         return 0.0
     if k >= n:
         return 1.0
     if p <= 0.0 or p >= 1.0:
         return 1.0 if p <= 0.0 else 0.0
-    if p in (0.5, 0.25) and n <= 2000:  # coverages and sign tests: exact integer arithmetic
-        d = round(1 / p)
-        return sum(math.comb(n, i) * (d - 1) ** (n - i) for i in range(k + 1)) / d**n
+    if p in (0.5, 0.25) and n <= 5000:
+        return _dyadic_cdf(n, round(1 / p))[k]
     lp, lq, ln = math.log(p), math.log1p(-p), math.lgamma(n + 1)
     return min(1.0, math.fsum(math.exp(ln - math.lgamma(i + 1) - math.lgamma(n - i + 1) + i * lp + (n - i) * lq) for i in range(k + 1)))
+
+
+@functools.lru_cache(maxsize=64)
+def _dyadic_cdf(n: int, d: int) -> tuple[float, ...]:
+    """P(Bin(n, 1/d) <= k) for k = 0 .. n, exactly (integers, one division each), once per (n, d)."""
+    terms = [math.comb(n, i) * (d - 1) ** (n - i) for i in range(n + 1)]
+    return tuple(c / d**n for c in itertools.accumulate(terms))
 
 
 def _rank_coverage(n: int, k: int, p: float) -> float:
