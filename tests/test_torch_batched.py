@@ -83,3 +83,109 @@ def test_a_coupled_class_is_detected_and_runs_one_member_at_a_time():
     together = batched_step(NormalizedSGD, [{"lr": 0.1}] * 3, x3)[0](x3, g3)
     alone = torch.cat([batched_step(NormalizedSGD, [{"lr": 0.1}], x3[i : i + 1])[0](x3[i : i + 1], g3[i : i + 1]) for i in range(3)])
     assert not torch.allclose(together, alone)
+
+
+def _reference(cls, member_kwargs, x):
+    """The batched update written plainly: one param group per distinct setting (its rows gathered into
+    a tensor of their own), ``opt.step()`` through torch's own wrappers, rows scattered back."""
+    import json
+
+    settings: dict[str, list[int]] = {}
+    for i, kw in enumerate(member_kwargs):
+        settings.setdefault(json.dumps(kw, sort_keys=True), []).append(i)
+    rows = [torch.tensor(idx) for idx in settings.values()]
+    params = [x[r].detach().clone().requires_grad_(True) for r in rows]
+    opt = cls([{"params": [p], **json.loads(s)} for p, s in zip(params, settings)], **member_kwargs[0])
+
+    def step(x, g):
+        with torch.no_grad():
+            for p, r in zip(params, rows):
+                p.copy_(x[r])
+                p.grad = g[r].clone()
+        opt.step()
+        out = torch.empty_like(x)
+        for p, r in zip(params, rows):
+            out[r] = p.detach()
+        return out
+
+    def set_lrs(lrs):
+        for group, r in zip(opt.param_groups, rows):
+            group["lr"] = lrs[int(r[0])]
+
+    return step, set_lrs
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("target, extra", ELEMENTWISE, ids=[t.rsplit(".", 1)[1] for t, _ in ELEMENTWISE])
+def test_the_batched_step_is_the_class_step_bit_for_bit(target, extra, dtype):
+    """Groups as views of one buffer, members interleaved across groups, torch's step wrappers skipped,
+    a schedule's lr change half-way: every step equal, bit for bit, to the plain per-group ``opt.step()``."""
+    from optimizers.torch_batched import batched_step
+
+    cls = eval(target, {"torch": torch})
+    (key, values), = extra.items() if extra else (("", [None]),)
+    kws = [{"lr": lr, **({key: v} if key else {})} for _ in range(3) for v in values for lr in (1e-3, 1e-2, 1e-1)]  # interleaved
+    x = torch.randn(len(kws), 3, dtype=dtype, generator=torch.Generator().manual_seed(0))
+    fast, fast_lrs = batched_step(cls, kws, x)
+    ref, ref_lrs = _reference(cls, kws, x)
+    xf = xr = x
+    for t in range(30):
+        if t == 15:
+            lrs = [kw["lr"] / 3 for kw in kws]
+            fast_lrs(lrs), ref_lrs(lrs)
+        xf_new = fast(xf, torch.sin(3 * xf) + 0.1 * xf**3)
+        xr = ref(xr, torch.sin(3 * xr) + 0.1 * xr**3)
+        assert xf_new is not xf and torch.equal(xf_new, xr), f"step {t}"
+        xf = xf_new
+    assert not torch.equal(xf, x)
+
+
+def test_step_hooks_still_run_and_the_profiler_still_sees_the_step():
+    from torch.optim.optimizer import register_optimizer_step_post_hook
+
+    from optimizers.torch_batched import batched_step
+
+    kws = [{"lr": lr} for lr in (0.1, 0.2, 0.1)]
+    x = torch.randn(3, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    g = torch.cos(x)
+    calls = []
+    handle = register_optimizer_step_post_hook(lambda opt, args, kwargs: calls.append(type(opt).__name__))
+    try:
+        with_hook = batched_step(torch.optim.NAdam, kws, x)[0](x, g)
+    finally:
+        handle.remove()
+    assert calls == ["NAdam"]
+    assert torch.equal(with_hook, batched_step(torch.optim.NAdam, kws, x)[0](x, g))
+    step = batched_step(torch.optim.NAdam, kws, x)[0]
+    with torch.profiler.profile() as prof:
+        step(x, g)
+    assert any("Optimizer.step#NAdam.step" in e.name for e in prof.events())
+
+
+def test_a_batched_sweep_does_not_import_torch_dynamo(tmp_path):
+    """torch.optim imports torch._dynamo (~1 s) on first construction and on every step() only to mark
+    its methods for torch.compile; the batched path does without (optimizers/torch_batched.py), and once
+    torch._dynamo is imported anyway, torch's own wrappers take over again."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = """
+import sys, torch
+from tests.conftest import make_cfg, members
+from harness.plan import plan
+from harness.job import run_batch
+g = [{"lr": lr, "seed": s} for lr in (0.001, 0.01, 0.1) for s in range(3)]
+(b,), _ = plan(make_cfg("problem=rosenbrock", "optimizer=nadam", "steps=50", members(*g)))
+before = run_batch(b).final_x
+print("imported:", "torch._dynamo" in sys.modules)
+import torch._dynamo
+(b,), _ = plan(make_cfg("problem=rosenbrock", "optimizer=nadam", "steps=50", members(*g)))
+print("same after importing it:", (run_batch(b).final_x == before).all())
+fn = torch.optim.Optimizer.add_param_group.__wrapped__
+print("torch's own wrapper back:", getattr(fn, "__dynamo_disable").__module__.startswith("torch"))
+"""
+    root = Path(__file__).resolve().parents[1]
+    p = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert "imported: False" in p.stdout and "same after importing it: True" in p.stdout and "torch's own wrapper back: True" in p.stdout, p.stdout
