@@ -17,11 +17,9 @@ from harness.stats import member_stats
 from harness.store import (
     CODE_HASH,
     CONFIG_HASH,
-    CURVES,
     RunRecord,
     Tracker,
     check_reachable,
-    curves_artifact,
     experiment_name,
     resolve_uri,
 )
@@ -210,7 +208,8 @@ def flatten(d, prefix="") -> dict[str, str]:
 
 
 def record(r: MemberResult, f_star: float | None) -> RunRecord:
-    """The MLflow run of one member: params (flattened resolved config), tags, curves, artifacts."""
+    """The MLflow run of one member: params (flattened resolved config), tags, curves (every step, for the
+    batch's curves file, and the metric rows), config.yaml."""
     cfg = {k: v for k, v in r.config.items() if k != "tracking"}
     params = flatten(cfg)
     params.update(problem=cfg["problem"]["name"], optimizer=cfg["optimizer"]["name"])
@@ -219,10 +218,9 @@ def record(r: MemberResult, f_star: float | None) -> RunRecord:
         curves["epoch"] = np.arange(len(r.loss)) * r.epoch_per_step
     if f_star is not None:
         curves["suboptimality"] = np.maximum(r.loss - f_star, 0.0)
-    artifacts = {"config.yaml": yaml.dump(r.config, Dumper=_Dumper, sort_keys=False),
-                 CURVES: curves_artifact(r.loss, r.grad_norm, r.elapsed, r.trajectory, r.sparse, r.epoch_per_step, f_star, r.grad_evals)}
+    artifacts = {"config.yaml": yaml.dump(r.config, Dumper=_Dumper, sort_keys=False)}
     summary = {k: v for k, v in r.summary.items() if not (k == "linear_rate" and math.isnan(v))}
-    return RunRecord(r.name, params, r.tags, summary, curves, r.started_at, r.elapsed, artifacts, r.sparse or {})
+    return RunRecord(r.name, params, r.tags, summary, curves, r.started_at, r.elapsed, artifacts, r.sparse or {}, r.trajectory, r.grad_evals)
 
 
 def run_job(cfg: DictConfig) -> list[dict]:

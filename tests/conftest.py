@@ -46,6 +46,19 @@ def sweep_runs(uri: str) -> tuple[list, list]:
     return [r for r in rs if r.data.tags.get("harness.sweep") == "true"], [r for r in rs if "mlflow.parentRunId" in r.data.tags]
 
 
+def parquet_curves(uri: str, run_id: str):
+    """A run's curves as a user reads them without the harness (README, Where results go): the Parquet
+    file its tag ``harness.curves`` names, fetched by MLflow, its rows read by pandas."""
+    import tempfile
+
+    import mlflow
+    import pandas as pd
+
+    file = mlflow.MlflowClient(uri).get_run(run_id).data.tags["harness.curves"]
+    with tempfile.TemporaryDirectory() as tmp:
+        return pd.read_parquet(mlflow.artifacts.download_artifacts(file, dst_path=tmp, tracking_uri=uri), filters=[("run_id", "==", run_id)])
+
+
 def terminal_sigint() -> None:
     """For a child that will get Ctrl-C: a shell starts background jobs with SIGINT ignored, and
     children inherit that; a terminal's foreground process has the default disposition."""

@@ -9,8 +9,8 @@ from mlflow import MlflowClient
 
 from harness.job import results, run_batch
 from harness.plan import plan
-from harness.store import load_curves, ui_steps
-from tests.conftest import ROOT, make_cfg, members, run_cli
+from harness.store import ui_steps
+from tests.conftest import ROOT, make_cfg, members, parquet_curves, run_cli
 
 
 def runs_of(uri: str):
@@ -25,12 +25,15 @@ def test_quoted_multirun_as_typed(tmp_path):
     p = run_cli("optimizer=adam problem=rosenbrock -m lr=0.001,0.01,0.1".split(), cwd=tmp_path)
     assert p.returncode == 0, p.stderr
     assert "Sweep done: 3 of 3 runs" in p.stdout
-    client, runs = runs_of(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client, runs = runs_of(uri)
     parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
     children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
     assert len(parents) == 1 and len(children) == 3
     assert all(r.info.status == "FINISHED" for r in runs)
     assert {r.data.tags["mlflow.parentRunId"] for r in children} == {parents[0].info.run_id}
+    (batch_file,) = client.list_artifacts(parents[0].info.run_id, "curves")  # one file for the batch of 3
+    curves_file = f"{parents[0].info.artifact_uri}/{batch_file.path}"
     assert sorted(float(r.data.params["lr"]) for r in children) == [0.001, 0.01, 0.1]
     for r in children:
         prm, m = r.data.params, r.data.metrics
@@ -50,11 +53,13 @@ def test_quoted_multirun_as_typed(tmp_path):
         sub = {h.step: h.value for h in client.get_metric_history(r.info.run_id, "suboptimality")}
         assert sub[2000] == pytest.approx(m["final_suboptimality"], rel=1e-12)
         arts = {a.path for a in client.list_artifacts(r.info.run_id)}
-        assert arts == {"config.yaml", "curves.npz"}
-        full = load_curves(client.download_artifacts(r.info.run_id, "curves.npz", str(tmp_path)))
-        assert len(full["loss"]) == len(full["grad_norm"]) == len(full["suboptimality"]) == 2001  # every step
-        assert full["suboptimality"][-1] == pytest.approx(m["final_suboptimality"], rel=1e-6)
-        assert full["x"].shape == (501, 2) and full["loss"][0] == pytest.approx(sub[0], rel=1e-6)
+        assert arts == {"config.yaml"}  # its curves are in the batch's file, among the parent's artifacts
+        assert r.data.tags["harness.curves"] == curves_file
+        full = parquet_curves(uri, r.info.run_id)
+        assert full["step"].tolist() == list(range(2001))  # every step
+        assert full[["loss", "grad_norm", "suboptimality"]].notna().all().all()
+        assert full["suboptimality"].iloc[-1] == m["final_suboptimality"] and full["loss"].iloc[-1] == m["final_loss"]
+        assert full[["time", "x0", "x1"]].notna().sum().tolist() == [501] * 3 and full["loss"][0] == pytest.approx(sub[0], rel=1e-7)
         cfg = yaml.safe_load(open(client.download_artifacts(r.info.run_id, "config.yaml", str(tmp_path))).read())
         assert cfg["optimizer"]["lr"] == cfg["lr"] == float(prm["lr"]) and cfg["dtype"] == "float64"
     exp = client.get_experiment_by_name("harness")
@@ -78,11 +83,11 @@ def test_logged_curves_equal_the_computation_and_short_runs_log_every_step(tmp_p
     np.testing.assert_array_equal([h.value for h in hist], res.loss[:, 0])
     grad = sorted(client.get_metric_history(run.info.run_id, "grad_norm"), key=lambda h: h.step)
     np.testing.assert_array_equal([h.value for h in grad], res.grad_norm[:, 0])
-    full = load_curves(client.download_artifacts(run.info.run_id, "curves.npz", str(tmp_path)))  # and in curves.npz
-    np.testing.assert_allclose(full["loss"], res.loss[:, 0], rtol=1e-6)
-    np.testing.assert_allclose(full["grad_norm"], res.grad_norm[:, 0], rtol=1e-6)
-    np.testing.assert_allclose(full["x"], res.trajectory[:, 0], rtol=1e-6)
-    np.testing.assert_array_equal(full["x_final"], res.trajectory[-1, 0])
+    full = parquet_curves(store, run.info.run_id)  # and every step in the batch's curves file
+    np.testing.assert_allclose(full["loss"], res.loss[:, 0], rtol=2.0**-24)  # float32's significand (harness.store.curves)
+    np.testing.assert_allclose(full["grad_norm"], res.grad_norm[:, 0], rtol=2.0**-24)
+    np.testing.assert_allclose(full[["x0", "x1"]], res.trajectory[:, 0], rtol=2.0**-24)
+    np.testing.assert_array_equal(full[["x0", "x1"]].iloc[-1], res.trajectory[-1, 0])  # the final point exactly
     assert run.data.tags["basin"] == results(batch, res)[0].tags["basin"]
 
 

@@ -11,8 +11,8 @@ from mlflow import MlflowClient
 from harness.job import run_job
 from harness.plan import plan
 from harness.stats import evals_key, target_key
-from harness.store import load_curves
-from tests.conftest import make_cfg
+from harness.store import read_runs, run_curves
+from tests.conftest import make_cfg, parquet_curves
 
 ROSENBROCK_START = [-1.2, 1.0]
 LBFGS = {"lr": 1.0, "max_iter": 20, "history_size": 100, "line_search_fn": "strong_wolfe"}  # conf/optimizer/lbfgs.yaml
@@ -105,12 +105,14 @@ def test_a_full_batch_data_run_sees_the_training_set_at_every_step(store):
     assert n > 32 and m["examples"] == 20 * n and m["epochs"] == 20
 
 
-def test_the_stored_curve_ends_at_final_suboptimality_below_float32s_range(store, tmp_path):
+def test_the_stored_curve_ends_at_final_suboptimality_below_float32s_range(store):
     """Nesterov on the demo's quadratic (lr=0.01, 1000 steps, seed 0) ends at f - f* ~ 1e-52, which
     float32 flushes to 0: the curve's last step is stored in float64."""
     m, c, run_id = logged(store, "problem=quadratic", "optimizer=nesterov", "lr=0.01", "seed=0", "steps=1000")
     assert 0 < m["final_suboptimality"] < np.finfo(np.float32).smallest_subnormal
-    full = load_curves(c.download_artifacts(run_id, "curves.npz", str(tmp_path)))
-    assert full["suboptimality"][-1] == m["final_suboptimality"]
-    assert full["loss"][-1] == m["final_loss"] and full["grad_norm"][-1] == m["final_grad_norm"]
-    assert len(full["suboptimality"]) == 1001
+    full = parquet_curves(store, run_id)  # the file itself, read with pandas
+    assert full["suboptimality"].iloc[-1] == m["final_suboptimality"]
+    assert full["loss"].iloc[-1] == m["final_loss"] and full["grad_norm"].iloc[-1] == m["final_grad_norm"]
+    assert len(full) == 1001 and (full["suboptimality"] > 0).all()  # no step flushed to 0 on the way either
+    ours = run_curves(read_runs(store, "harness", filter_string=f"attributes.run_id = '{run_id}'"), run_id)  # and through the harness
+    assert ours["suboptimality"][-1] == m["final_suboptimality"] and ours["loss"][-1] == m["final_loss"]

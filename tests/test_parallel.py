@@ -14,7 +14,7 @@ import sys
 import pytest
 from mlflow import MlflowClient
 
-from tests.conftest import ROOT, make_cfg, run_cli
+from tests.conftest import ROOT, make_cfg, parquet_curves, run_cli
 from tests.conftest import sweep_runs as runs
 from tests.servers import mlflow_server, postgres
 
@@ -27,20 +27,16 @@ TIMING = ("batch_wall_time_s", "batch_time_per_step_s")
 
 
 def curves(uri: str) -> dict[str, dict[str, list[tuple[int, float]]]]:
-    """Every member's every metric history but timings, keyed by config hash and metric."""
-    import tempfile
-
-    from harness.store import load_curves
-
+    """Every member's every metric history but timings, and every step of its curves file's loss and
+    grad_norm, keyed by config hash and metric."""
     c = MlflowClient(uri)
     out = {}
     for r in runs(uri)[1]:
         out[r.data.tags["harness.config_hash"]] = {
             k: sorted((m.step, m.value) for m in c.get_metric_history(r.info.run_id, k)) for k in r.data.metrics if k not in TIMING
         }
-        with tempfile.TemporaryDirectory() as tmp:  # and every step of curves.npz
-            full = load_curves(c.download_artifacts(r.info.run_id, "curves.npz", tmp))
-        out[r.data.tags["harness.config_hash"]] |= {f"curves.npz:{k}": full[k].tolist() for k in ("loss", "grad_norm")}
+        full = parquet_curves(uri, r.info.run_id)
+        out[r.data.tags["harness.config_hash"]] |= {f"curves:{k}": full[k].tolist() for k in ("loss", "grad_norm")}
     return out
 
 
@@ -149,8 +145,9 @@ def test_a_parallel_sweep_through_an_mlflow_server_over_postgresql_stores_every_
         assert curves(base) == sequential  # every point of every curve, read back through the server
         c = MlflowClient(base)
         for r in kids:
-            want = {"config.yaml", "curves.npz"}
-            assert want <= {a.path for a in c.list_artifacts(r.info.run_id)}
+            assert {a.path for a in c.list_artifacts(r.info.run_id)} == {"config.yaml"}
+        files = {a.path for a in c.list_artifacts(parents[0].info.run_id, "curves")}  # one per worker's batch
+        assert len(files) == 2 and {r.data.tags["harness.curves"].removeprefix(parents[0].info.artifact_uri + "/") for r in kids} == files
         with psycopg.connect(db) as conn, conn.cursor() as cur:  # and they are in PostgreSQL itself
             cur.execute("SELECT status, count(*) FROM runs GROUP BY status")
             assert cur.fetchall() == [("FINISHED", TOTAL + 1)]

@@ -16,18 +16,20 @@ import time
 import pytest
 from mlflow import MlflowClient
 
-from tests.conftest import run_cli, terminal_sigint
+from tests.conftest import parquet_curves, run_cli, terminal_sigint
 from tests.conftest import sweep_runs as members
 
 SWEEP = ["-m", "problem=rosenbrock,himmelblau,rastrigin,quadratic", "optimizer=gd", "lr=0.001,0.002", "steps=20000"]
 TOTAL = 8
 
 
-def curves(uri: str) -> dict[str, list[float]]:
-    """Loss curve of every member, keyed by its config hash."""
+def curves(uri: str) -> dict[str, tuple[list[float], list[float]]]:
+    """Loss curve of every member, keyed by its config hash: its metric rows, and every step in the
+    curves file its tag names (files of interrupted jobs may be left, but no run names one)."""
     c = MlflowClient(uri)
     _, kids = members(uri)
-    return {r.data.tags["harness.config_hash"]: [m.value for m in sorted(c.get_metric_history(r.info.run_id, "loss"), key=lambda m: m.step)] for r in kids}
+    return {r.data.tags["harness.config_hash"]: ([m.value for m in sorted(c.get_metric_history(r.info.run_id, "loss"), key=lambda m: m.step)],
+                                                 parquet_curves(uri, r.info.run_id)["loss"].tolist()) for r in kids}
 
 
 @pytest.fixture(scope="module")

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import sqlite3
 
+import numpy as np
 import pytest
 from mlflow import MlflowClient
 from mlflow.version import VERSION
 
 from harness.store import ui_steps
-from tests.conftest import run_cli
+from tests.conftest import parquet_curves, run_cli
 
 SWEEP = ["optimizer=adam", "problem=rosenbrock", "steps=50", "-m", "lr=0.001,0.01"]
 
@@ -103,8 +104,11 @@ def _read_back(uri):
     out = {}
     for r in kids:
         hist = {k: sorted((h.step, h.value) for h in c.get_metric_history(r.info.run_id, k)) for k in ("loss", "suboptimality", "grad_norm")}
+        assert r.data.tags["harness.curves"].startswith(c.get_run(r.data.tags["mlflow.parentRunId"]).info.artifact_uri + "/curves/")
+        full = parquet_curves(uri, r.info.run_id)
+        hist |= {f"curves:{k}": full[k].tolist() for k in ("step", "loss", "suboptimality", "grad_norm", "x0", "x1")}
         out[r.data.tags["harness.config_hash"]] = (r.data.params, {k: v for k, v in r.data.metrics.items() if k not in ("batch_wall_time_s", "batch_time_per_step_s")},
-                                                 {k: v for k, v in r.data.tags.items() if k != "mlflow.parentRunId"}, hist,
+                                                 {k: v for k, v in r.data.tags.items() if k not in ("mlflow.parentRunId", "harness.curves")}, hist,
                                                  sorted(a.path for a in c.list_artifacts(r.info.run_id)))
     return out
 
@@ -141,11 +145,13 @@ def test_a_store_at_another_schema_is_written_through_mlflow_with_the_same_conte
     for h in a:
         pa, ma, ta, ha, arts = a[h]
         pb, mb, tb, hb, arts_b = b[h]
-        assert pa == pb and ma == mb and ta == tb and arts == arts_b == ["config.yaml", "curves.npz"]
-        assert ha == hb and [s for s, _ in ha["loss"]] == ui_steps(601).tolist()  # 600 steps: sampled for the UI
+        assert pa == pb and ma == mb and ta == tb and arts == arts_b == ["config.yaml"]
+        assert ha.keys() == hb.keys() and all(np.array_equal(ha[k], hb[k], equal_nan=True) for k in ha)  # metric rows and curves files alike
+        assert [s for s, _ in ha["loss"]] == ui_steps(601).tolist() and ha["curves:step"] == list(range(601))  # 600 steps: sampled for the UI
 
 
-def test_the_report_reads_every_step_from_curves_npz_and_metric_rows_without_it(tmp_path):
+def test_the_report_reads_every_step_from_the_batch_file(tmp_path):
+    """(Runs stored in the older formats: tests/test_curves_parquet.py.)"""
     from harness.store import read_curves, read_runs
 
     p = run_cli(["tracking.uri=sqlite:///mlflow.db", *SWEEP_LONG], cwd=tmp_path)
@@ -155,9 +161,5 @@ def test_the_report_reads_every_step_from_curves_npz_and_metric_rows_without_it(
     pts = read_curves(rs, ids[:1], ("suboptimality", "loss"))
     sub = pts[pts.key == "suboptimality"]
     assert sub["step"].tolist() == list(range(601))  # every step, not the 19 metric rows
-    assert sub["value"].iloc[-1] == pytest.approx(rs.runs.loc[0, "metrics.final_suboptimality"], rel=1e-6)
+    assert sub["value"].iloc[-1] == rs.runs.loc[0, "metrics.final_suboptimality"]
     assert sub["t"].is_monotonic_increasing and sub["t"].iloc[0] == 0
-    art = rs.artifact_uri(ids[1])
-    (tmp_path / art.removeprefix("file://") / "curves.npz").unlink()  # a run stored before curves.npz existed
-    old = read_curves(rs, ids[1:2], ("suboptimality",))
-    assert old["step"].tolist() == ui_steps(601).tolist()

@@ -12,12 +12,11 @@ from mlflow import MlflowClient
 
 from harness.job import results, run_batch, run_job
 from harness.plan import plan
-from harness.store import load_curves
 from optimizers.base import ConfigError
 from problems.base import rng
 from problems.cnn import CNN
 from problems.data import LinearRegression, LogisticRegression, split
-from tests.conftest import make_cfg, members, run_cli
+from tests.conftest import make_cfg, members, parquet_curves, run_cli
 
 HELD_OUT = {"linear_regression": ["val_loss", "test_loss"],
             "logistic_regression": ["val_loss", "val_accuracy", "test_loss", "test_accuracy"],
@@ -141,9 +140,9 @@ def test_held_out_metrics_are_logged_per_member_and_equal_a_reference(tmp_path, 
         for k in HELD_OUT[problem]:
             assert m[f"final_{k}"] == pytest.approx(ref[k], rel=1e-9), k
         finals.append(m["final_val_loss"])
-        curves = load_curves(c.download_artifacts(row["run_id"], "curves.npz", str(tmp_path / str(i))))
-        np.testing.assert_array_equal(curves["eval_step"], [0, 10, 20, 30, 40])  # every eval_every steps and the last
-        assert curves["val_loss"][-1] == m["final_val_loss"] and curves["test_loss"][-1] == m["final_test_loss"]
+        curves = parquet_curves(store, row["run_id"]).dropna(subset=["val_loss"])  # held-out metrics: null between evaluations
+        assert curves["step"].tolist() == [0, 10, 20, 30, 40]  # every eval_every steps and the last
+        assert curves["val_loss"].iloc[-1] == m["final_val_loss"] and curves["test_loss"].iloc[-1] == m["final_test_loss"]
     assert finals[0] != finals[1]  # per member, not one number for the batch
 
 

@@ -18,7 +18,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from harness import analysis  # noqa: E402
-from harness.store import RunSet, read_curves, read_trajectory, run_curves  # noqa: E402
+from harness.store import RunSet, curves_of, read_curves, read_trajectory, run_curves  # noqa: E402
 
 DPI = 150
 OUTCOME_COLOURS = {"global": "#2ca02c", "local": "#ff7f0e", "none": "#7f7f7f", "diverged": "#d62728"}
@@ -323,9 +323,10 @@ def trajectories(rs: RunSet, df: pd.DataFrame, bests: pd.DataFrame, prob: str, c
         xs = np.linspace(min(lo[0], -1.6) - pad[0], hi[0] + pad[0], 400)
         with torch.no_grad():
             fx = p.loss(torch.tensor(xs)[:, None]).numpy()
-    for ax, r in zip(axes.flat, rows.itertuples()):
+    panel_ids = [g[(g.config == r.config) & (g.lr == r.best_lr)].sort_values("seed")["run_id"].tolist()[:per_panel] for r in rows.itertuples()]
+    curves_of(rs, [rid for ids in panel_ids for rid in ids])  # each batch file read once for every panel
+    for ax, r, ids in zip(axes.flat, rows.itertuples(), panel_ids):
         c, _ = col[r.config]
-        ids = g[(g.config == r.config) & (g.lr == r.best_lr)].sort_values("seed")["run_id"].tolist()[:per_panel]
         if p.dim == 2:
             ax.contourf(X, Y, Zs, levels=20, cmap="Greys", alpha=0.7)
         else:

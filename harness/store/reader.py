@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
+from harness.store.curves import CURVES, CURVES_TAG, load_curves, read_curves_file
 from harness.store.location import check_reachable, local_artifact_dir, sqlite_file
-from harness.store.records import CURVES, load_curves
 from harness.store.tables import MAX_FLOAT, PARENT_TAG, Tables, unclip
 from optimizers.base import ConfigError
 
@@ -32,14 +32,25 @@ class RunSet:
     filter: str | None = None
     unfinished: int = 0  # member runs present but not FINISHED
     tables: Tables | None = None
-    curve_cache: dict = field(default_factory=dict)
+    curve_cache: dict = field(default_factory=dict)  # run id -> its curves (run_curves), or None
+    downloads: dict = field(default_factory=dict)  # artifact URI of a remote curves file -> its local copy
     _client: object = None
     _artifact_uris: dict | None = None
+    _curve_uris: dict | None = None
+    _tmp: object = None
 
     def artifact_uri(self, run_id: str) -> str | None:
         if self._artifact_uris is None:
             self._artifact_uris = dict(zip(self.runs["run_id"], self.runs["artifact_uri"])) if "artifact_uri" in self.runs else {}
         return self._artifact_uris.get(run_id) or self.parents.get(run_id, {}).get("artifact_uri")
+
+    def curves_uri(self, run_id: str) -> str | None:
+        """The artifact URI of the file holding the run's curves (its tag ``harness.curves``), or None for
+        runs stored before the batch files."""
+        if self._curve_uris is None:
+            col = f"tags.{CURVES_TAG}"
+            self._curve_uris = {r: u for r, u in zip(self.runs["run_id"], self.runs[col]) if isinstance(u, str)} if col in self.runs else {}
+        return self._curve_uris.get(run_id)
 
     def attach(self, run_id: str, folder: Path, path: str) -> None:
         """Store the files of ``folder`` as artifacts of ``run_id`` under ``path`` (copied straight into a
@@ -191,25 +202,65 @@ def _artifact(rs: RunSet, run_id: str, name: str) -> Path | bytes | None:
         return None
 
 
+def _curves_file(rs: RunSet, uri: str) -> Path | None:
+    """The local path of a curves file named by its artifact URI (downloaded once per RunSet from a
+    remote store), or None when it is missing."""
+    local = local_artifact_dir(uri)
+    if local is not None:
+        return local if local.is_file() else None
+    if uri not in rs.downloads:
+        import tempfile
+
+        from mlflow.artifacts import download_artifacts
+
+        if rs._tmp is None:
+            rs._tmp = tempfile.TemporaryDirectory(prefix="harness-curves-")
+        try:
+            rs.downloads[uri] = Path(download_artifacts(artifact_uri=uri, dst_path=tempfile.mkdtemp(dir=rs._tmp.name), tracking_uri=rs.uri))
+        except Exception:  # noqa: BLE001 - a missing file: the runs fall back to their metric rows
+            rs.downloads[uri] = None
+    return rs.downloads[uri]
+
+
+def curves_of(rs: RunSet, run_ids: list[str]) -> dict[str, dict[str, np.ndarray] | None]:
+    """Every step of the curves of ``run_ids``, as :func:`run_curves` returns them, cached in ``rs``:
+    each batch file is read once for all the runs asked for in one call (only the row groups holding
+    them); runs stored before the batch files are read from their curves.npz."""
+    todo = [rid for rid in dict.fromkeys(run_ids) if rid not in rs.curve_cache]
+    by_file: dict[str, set[str]] = {}
+    for rid in todo:
+        uri = rs.curves_uri(rid)
+        if uri:
+            by_file.setdefault(uri, set()).add(rid)
+        else:
+            found = _artifact(rs, rid, CURVES)
+            rs.curve_cache[rid] = None if found is None else load_curves(found)
+    for uri, ids in by_file.items():
+        path = _curves_file(rs, uri)
+        found = read_curves_file(path, ids) if path is not None else {}
+        for rid in ids:
+            rs.curve_cache[rid] = found.get(rid)
+    return {rid: rs.curve_cache[rid] for rid in run_ids}
+
+
 def run_curves(rs: RunSet, run_id: str) -> dict[str, np.ndarray] | None:
-    """A run's curves.npz as arrays (cached), or None for runs stored without it."""
-    key = (run_id, CURVES)
-    if key not in rs.curve_cache:
-        found = _artifact(rs, run_id, CURVES)
-        rs.curve_cache[key] = None if found is None else load_curves(found)
-    return rs.curve_cache[key]
+    """A run's curves at every step as arrays (cached): ``loss``, ``grad_norm`` and, where f* is known,
+    ``suboptimality`` (float64, the last step exactly as the ``final_*`` metrics), ``time`` and, for 1-D
+    and 2-D problems, ``x`` at ``sampled_step`` (``x_final``: the last point), ``eval_step`` and the
+    held-out metrics, ``grad_evals`` (cumulative) where an update may take several, ``epoch`` on data
+    problems; from the run's batch file, else its curves.npz; None for runs stored with neither."""
+    return curves_of(rs, [run_id])[run_id]
 
 
 def read_curves(rs: RunSet, run_ids: list[str], keys: tuple[str, ...]):
-    """Curve points (run_id, key, step, value, t) of the given runs at every step, from each run's
-    curves.npz; ``t`` is seconds since the run's first step. Runs stored without curves.npz give
+    """Curve points (run_id, key, step, value, t) of the given runs at every step, from their batch
+    files (or curves.npz); ``t`` is seconds since the run's first step. Runs stored with neither give
     their metric rows."""
     import pandas as pd
 
     cols = ["run_id", "key", "step", "value", "t"]
     frames, missing = [], []
-    for rid in run_ids:
-        c = run_curves(rs, rid)
+    for rid, c in curves_of(rs, run_ids).items():
         if c is None:
             missing.append(rid)
             continue
@@ -217,12 +268,10 @@ def read_curves(rs: RunSet, run_ids: list[str], keys: tuple[str, ...]):
         for k in keys:
             if k in ("loss", "grad_norm", "suboptimality", "epoch"):
                 steps = np.arange(n)
-                if k == "epoch":
-                    if "epoch_per_step" not in c:
-                        continue
-                    vals = steps * float(c["epoch_per_step"])
-                elif k in c:
+                if k in c:
                     vals = c[k].astype(np.float64)
+                elif k == "epoch" and "epoch_per_step" in c:  # curves.npz kept the factor
+                    vals = steps * float(c["epoch_per_step"])
                 else:
                     continue
             elif k in c and "eval_step" in c:
@@ -239,7 +288,7 @@ def read_curves(rs: RunSet, run_ids: list[str], keys: tuple[str, ...]):
 
 
 def _metric_rows(rs: RunSet, run_ids: list[str], keys: tuple[str, ...]):
-    """Curves as logged metric rows (the sampled points), for runs without curves.npz."""
+    """Curves as logged metric rows (the sampled points), for runs stored without a curves file."""
     import pandas as pd
 
     cols = ["run_id", "key", "step", "value", "is_nan", "timestamp"]
@@ -257,8 +306,8 @@ def _metric_rows(rs: RunSet, run_ids: list[str], keys: tuple[str, ...]):
 
 
 def read_trajectory(rs: RunSet, run_id: str):
-    """The run's points (step, x1[, x2], loss) at curves.npz's sampled steps (or its trajectory.csv,
-    as runs stored before curves.npz have it), or None."""
+    """The run's points (step, x1[, x2], loss) at its curves' sampled steps (or its trajectory.csv, as runs
+    stored before curves.npz have it), or None."""
     import io
 
     import pandas as pd
@@ -279,4 +328,4 @@ def read_trajectory(rs: RunSet, run_id: str):
     return pd.read_csv(found if isinstance(found, Path) else io.BytesIO(found))
 
 
-__all__ = ["RunSet", "StoreError", "open_client", "read_runs", "read_curves", "read_trajectory", "run_curves"]
+__all__ = ["RunSet", "StoreError", "curves_of", "open_client", "read_runs", "read_curves", "read_trajectory", "run_curves"]

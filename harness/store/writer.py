@@ -3,15 +3,18 @@
 A sqlite store at the pinned schema is written through :mod:`harness.store.tables` with sqlite3
 alone (no MLflow import), and its artifacts straight into the local artifact directory. Other SQL
 stores (PostgreSQL, ...) get the same bulk inserts through MLflow's SQLAlchemy engine; an MLflow
-server gets the plain client calls, one ``log_batch`` per run.
+server gets the plain client calls, one ``log_batch`` per run. Either way the curves of every step go
+into one Parquet file per chunk of runs (:mod:`harness.store.curves`), written before the runs.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Iterable
 from pathlib import Path
 
+from harness.store.curves import CURVES_TAG, FOLDER, OWN_FILE, write_curves
 from harness.store.location import creation_lock, local_artifact_dir, seed_new_sqlite, sqlite_file
 from harness.store.records import RunRecord
 from harness.store.tables import PARENT_TAG, SWEEP_HASH, Tables, clip, new_run_id, user
@@ -27,6 +30,7 @@ class Tracker:
     def __init__(self, uri: str, experiment: str):
         self.uri, self.experiment_name = uri, experiment
         self.client = self.tables = None
+        self._holders: dict[str, str] = {}  # parent run id -> its artifact URI
         with creation_lock(uri):  # one process creates a new store and a new experiment
             path = sqlite_file(uri)
             if path is not None:
@@ -123,18 +127,20 @@ class Tracker:
                 self.client.set_tag(run_id, k, v)
 
     def log_runs(self, records: Iterable[RunRecord], parent_run_id: str | None) -> list[str]:
-        """Write finished runs, nested under ``parent_run_id`` when given; returns their ids. SQL stores
-        take them ``CHUNK`` at a time, each chunk in one transaction, so memory stays flat however big
-        the batch (``records`` may be a generator)."""
-        if self.tables is None:
-            return [self._one(r, parent_run_id) for r in records]
+        """Write finished runs, nested under ``parent_run_id`` when given; returns their ids. They are
+        taken ``CHUNK`` at a time (``records`` may be a generator, so memory stays flat however big the
+        batch): each chunk's curves go into one Parquet file among the parent's artifacts, then its runs
+        are stored (by a SQL store in one transaction), each tagged with that file."""
         ids, chunk = [], []
         for r in records:
             chunk.append(r)
             if len(chunk) == CHUNK:
-                ids += self._bulk(chunk, parent_run_id)
+                ids += self._chunk(chunk, parent_run_id)
                 chunk = []
-        return ids + (self._bulk(chunk, parent_run_id) if chunk else [])
+        return ids + (self._chunk(chunk, parent_run_id) if chunk else [])
+
+    def _chunk(self, records: list[RunRecord], parent: str | None) -> list[str]:
+        return self._bulk(records, parent) if self.tables is not None else self._through_client(records, parent)
 
     def _tags(self, r: RunRecord, parent: str | None) -> dict[str, str]:
         tags = {"mlflow.runName": r.name, "mlflow.user": user(), "mlflow.source.name": "harness", **r.tags}
@@ -142,21 +148,75 @@ class Tracker:
             tags[PARENT_TAG] = parent
         return tags
 
-    def _one(self, r: RunRecord, parent: str | None) -> str:
-        """One run through the client (an MLflow server)."""
-        from mlflow.entities import Metric, Param
+    def _parent_artifacts(self, parent: str) -> str:
+        if parent not in self._holders:
+            self._holders[parent] = (self.tables.run_info(parent)["artifact_uri"] if self.tables is not None
+                                     else self.client.get_run(parent).info.artifact_uri)
+        return self._holders[parent]
 
-        run = self.client.create_run(self.experiment_id, run_name=r.name, tags=self._tags(r, parent), start_time=int(r.started_at * 1000))
-        run_id = run.info.run_id
+    def _curves(self, records: list[RunRecord], run_ids: list[str], parent: str | None, artifact_uris: list[str]) -> list[str]:
+        """Write the curves of ``records``: one file among the parent's artifacts, or each run's own file
+        without a parent; returns each run's :data:`CURVES_TAG` (the file's artifact URI)."""
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            if parent:
+                name = f"{new_run_id()}.parquet"  # unique across the parallel jobs of a sweep
+                write_curves(Path(tmp) / name, records, run_ids)
+                uri = self._parent_artifacts(parent)
+                self._put(parent, uri, Path(tmp) / name, FOLDER)
+                return [f"{uri.rstrip('/')}/{FOLDER}/{name}"] * len(records)
+            out = []
+            for r, run_id, uri in zip(records, run_ids, artifact_uris):
+                write_curves(Path(tmp) / OWN_FILE, [r], [run_id])
+                self._put(run_id, uri, Path(tmp) / OWN_FILE, "")
+                out.append(f"{uri.rstrip('/')}/{OWN_FILE}")
+            return out
+
+    def _put(self, run_id: str, artifact_uri: str, file: Path, folder: str) -> None:
+        """Store ``file`` among a run's artifacts, under ``folder`` ('' for the root)."""
+        local = local_artifact_dir(artifact_uri)
+        if local is not None:  # a local artifact store: move the file where MLflow would put it, whole
+            dest = local / folder
+            dest.mkdir(parents=True, exist_ok=True)
+            part = dest / f".{file.name}.part"
+            shutil.copyfile(file, part)
+            os.replace(part, dest / file.name)
+        elif self.client is not None:
+            self.client.log_artifact(run_id, str(file), folder or None)
+        else:
+            from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+            get_artifact_repository(artifact_uri).log_artifact(str(file), folder or None)
+
+    def _through_client(self, records: list[RunRecord], parent: str | None) -> list[str]:
+        """Runs through the client (an MLflow server): all created, the chunk's curves stored, then each
+        run's metrics, params, tags and config.yaml logged and the run finished. Runs not finished when
+        something fails (an interrupt included) are marked FAILED."""
+        from mlflow.entities import Metric, Param, RunTag
+
+        runs, done = [], set()
         try:
-            metrics = [Metric(k, v, t, s) for k, v, t, s in r.metric_points()]
-            self.client.log_batch(run_id, metrics=metrics, params=[Param(k, v) for k, v in r.params.items()])
-            self._artifacts(run_id, run.info.artifact_uri, r.artifacts)
+            for r in records:
+                runs.append(self.client.create_run(self.experiment_id, run_name=r.name, tags=self._tags(r, parent), start_time=int(r.started_at * 1000)))
+            ids = [run.info.run_id for run in runs]
+            tags = self._curves(records, ids, parent, [run.info.artifact_uri for run in runs])
+            for r, run, tag in zip(records, runs, tags):
+                run_id = run.info.run_id
+                metrics = [Metric(k, v, t, s) for k, v, t, s in r.metric_points()]
+                self.client.log_batch(run_id, metrics=metrics, params=[Param(k, v) for k, v in r.params.items()], tags=[RunTag(CURVES_TAG, tag)])
+                self._artifacts(run_id, run.info.artifact_uri, r.artifacts)
+                self.client.set_terminated(run_id, "FINISHED", end_time=r.end_ms)
+                done.add(run_id)
         except BaseException:
-            self.client.set_terminated(run_id, "FAILED")
+            for run in runs:
+                if run.info.run_id not in done:
+                    try:
+                        self.client.set_terminated(run.info.run_id, "FAILED")
+                    except Exception:  # noqa: BLE001 - the original error matters more
+                        pass
             raise
-        self.client.set_terminated(run_id, "FINISHED", end_time=r.end_ms)
-        return run_id
+        return ids
 
     def _artifacts(self, run_id: str, artifact_uri: str, files: dict[str, str | bytes]) -> None:
         local = local_artifact_dir(artifact_uri)
@@ -178,17 +238,17 @@ class Tracker:
                 get_artifact_repository(artifact_uri).log_artifacts(tmp)
 
     def _bulk(self, records: list[RunRecord], parent: str | None) -> list[str]:
-        """Finished runs in one transaction, their artifacts first (a run never lacks its files)."""
-        runs, tags, params, metrics, latest, ids = [], [], [], [], [], []
-        for r in records:
-            run_id = new_run_id()
-            ids.append(run_id)
-            artifact_uri = f"{self.artifact_location.rstrip('/')}/{run_id}/artifacts"
+        """Finished runs in one transaction, their files first (a run never lacks them)."""
+        runs, tags, params, metrics, latest = [], [], [], [], []
+        ids = [new_run_id() for _ in records]
+        uris = [f"{self.artifact_location.rstrip('/')}/{run_id}/artifacts" for run_id in ids]
+        curves = self._curves(records, ids, parent, uris)
+        for r, run_id, artifact_uri, curve_file in zip(records, ids, uris, curves):
             if r.artifacts:
                 self._artifacts(run_id, artifact_uri, r.artifacts)
             runs.append((run_id, r.name, "UNKNOWN", "", "", user(), "FINISHED", int(r.started_at * 1000), r.end_ms,
                          None, "", "active", artifact_uri, int(self.experiment_id)))
-            tags += [(k, str(v), run_id) for k, v in self._tags(r, parent).items()]
+            tags += [(k, str(v), run_id) for k, v in {**self._tags(r, parent), CURVES_TAG: curve_file}.items()]
             params += [(k, str(v)[:6000], run_id) for k, v in r.params.items()]
             keys, values, stamps, steps = r.metric_arrays()
             values, is_nan = clip(values)
