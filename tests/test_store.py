@@ -6,7 +6,6 @@ from __future__ import annotations
 import sqlite3
 
 import numpy as np
-import pytest
 from mlflow import MlflowClient
 from mlflow.version import VERSION
 
