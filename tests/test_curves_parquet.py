@@ -262,3 +262,25 @@ def test_through_an_mlflow_server_the_harness_downloads_each_batch_file_once(tmp
             np.testing.assert_array_equal(df["loss"], got[rid]["loss"])
             np.testing.assert_array_equal(df.dropna(subset=["x0"])[["x0", "x1"]].to_numpy(), got[rid]["x"])
         assert rs.runs["tags.harness.curves"].nunique() == 1
+
+
+def test_a_batch_bigger_than_a_transaction_writes_a_file_per_transaction(tmp_path, monkeypatch):
+    """Runs are written CHUNK at a time (500): each chunk's curves file is complete before its runs exist."""
+    from harness.store import Tracker, writer
+
+    monkeypatch.setattr(writer, "CHUNK", 2)
+    monkeypatch.chdir(tmp_path)
+    _, recs = _records("problem=himmelblau", "optimizer=gd", "steps=50", members(*[{"lr": 0.001, "seed": s} for s in range(5)]))
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    t = Tracker(uri, "harness")
+    parent = t.start_parent("sweep", {"harness.sweep": "true"})
+    ids = t.log_runs(iter(recs), parent)
+    t.end(parent)
+    c = MlflowClient(uri)
+    files = [f"{c.get_run(parent).info.artifact_uri}/{a.path}" for a in c.list_artifacts(parent, "curves")]
+    assert sorted(pd.read_parquet(f)["run_id"].nunique() for f in files) == [1, 2, 2]
+    for rid, r in zip(ids, recs):
+        tag = c.get_run(rid).data.tags["harness.curves"]
+        assert tag in files
+        own = pd.read_parquet(tag, filters=[("run_id", "==", rid)])
+        assert len(own) == 51 and own["loss"].iloc[-1] == r.summary["final_loss"]
