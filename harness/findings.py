@@ -38,16 +38,16 @@ def findings(a: analysis.Analysis) -> list[str]:
 def _lead(prob: str, lead: pd.Series, a: analysis.Analysis) -> list[str]:
     who = f"{lead['config']} at lr={fmt.lr(lead['best_lr'])}"
     n = int(lead["seeds"])
-    seeds = f"{n} reporting seed{'s' * (n != 1)}"
+    word = f"reporting seed{'s' * (n != 1)}"
     out = []
     if lead["minima"]:
         out.append(f"On {prob}, {who} ranked first: it reached a global minimum from {fmt.share(lead['global_share'])} of starts "
-                   f"({round(lead['global_share'] * n)}/{n} {seeds.split(' ', 1)[1]}; exact 95% interval "
+                   f"({round(lead['global_share'] * n)}/{n} {word}; exact 95% interval "
                    f"{fmt.share(lead['global_lo'])}–{fmt.share(lead['global_hi'])}).")
     unit = UNITS[a.protocol.unit[prob]]
     if lead["fstar"] and lead["reached"] * 2 > n:
         out.append(f"On {prob}, {who} {'also ' if lead['minima'] else 'ranked first: it '}reached f - f* <= {a.target:.0e} in a median "
-                   f"{fmt.steps(lead['steps'])} {unit} ({lead['reached']}/{n} {seeds.split(' ', 1)[1]}).")
+                   f"{fmt.steps(lead['steps'])} {unit} ({lead['reached']}/{n} {word}).")
     elif lead["fstar"]:
         first = f"{lead['config']}'s median final f - f* was" if lead["minima"] else f"{who} ranked first, with a median final f - f* of"
         out.append(f"On {prob}, no configuration reached f - f* <= {a.target:.0e} on most reporting seeds at its best lr; "
@@ -55,7 +55,7 @@ def _lead(prob: str, lead: pd.Series, a: analysis.Analysis) -> list[str]:
     elif not lead["minima"]:
         metric = SELECTABLE[a.protocol.select[prob]].split(" (")[0]
         value = -lead["select_median"] if a.protocol.select[prob] == "val_accuracy" else lead["select_median"]
-        out.append(f"On {prob}, {who} ranked first by {metric} (median {fmt.value(value, False)} over {seeds}).")
+        out.append(f"On {prob}, {who} ranked first by {metric} (median {fmt.value(value, False)} over {n} {word}).")
     return out
 
 
@@ -98,7 +98,7 @@ def _budgets(prob: str, s: pd.DataFrame, unit: str) -> list[str]:
 
 def _small(n: int) -> str:
     """A sign test over fewer than 6 differing seeds can never reach p < 0.05."""
-    return f"; with {n} seeds no sign test can reach p < 0.05" if n < 6 else ""
+    return f"; with {n} seed{'s' * (n != 1)} no sign test can reach p < 0.05" if n < 6 else ""
 
 
 def _p(p: float) -> str:
@@ -112,7 +112,7 @@ def _robust(prob: str, s: pd.DataFrame) -> list[str]:
         return []
     top = fin["tune_median"].min()
     good = fin[fin["tune_median"] <= max(analysis.FACTOR * top, analysis.SOLVED)] if top >= 0 else fin.iloc[:0]
-    if len(good) < 2:
+    if len(good) < 2 or good["robust_decades"].max() <= 0:  # none is within FACTOR beyond its best lr alone
         return []
     most = good[good["robust_decades"] == good["robust_decades"].max()]
     names = ", ".join(most["config"])

@@ -142,6 +142,12 @@ def _per_step(g: pd.DataFrame, col: str) -> pd.Series:
     return (g[col].astype(float) / steps.where(steps > 0)).round(9)
 
 
+def cost_per_step(g: pd.DataFrame, unit: str) -> pd.Series:
+    """Each run's mean cost per step in ``unit`` (1 for steps, and where a run logged none)."""
+    col = {"evals": "metrics.grad_evals", "examples": "metrics.examples"}.get(unit)
+    return pd.Series(1.0, index=g.index) if col is None else _per_step(g, col).fillna(1.0)
+
+
 def cost_to(g: pd.DataFrame, steps: pd.Series, level_col: str, unit: str) -> pd.Series:
     """The cost, in ``unit``, of reaching a target that the runs reached at ``steps`` (inf where never)."""
     if unit == "steps":

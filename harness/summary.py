@@ -16,14 +16,11 @@ def columns(target: float) -> list[str]:
             "diverged at best lr", "diverged (all lrs)", "global min (best lr)"]
 
 
-UNIT_SHORT = {"steps": "steps", "evals": "evals", "examples": "examples"}
-
-
 def rows(bests, target: float) -> list[list[str]]:
     """One row per (problem, configuration), ranked within each problem; the report's table starts with these cells."""
     out = []
     for r in bests.itertuples():
-        cost = fmt.steps(r.steps) + (f" {UNIT_SHORT[r.unit]}" if math.isfinite(r.steps) else "")
+        cost = fmt.steps(r.steps) + (f" {r.unit}" if math.isfinite(r.steps) else "")
         cost += f" ({r.reached}/{r.seeds})" if r.fstar and 0 < r.reached < r.seeds else ""
         val = lambda v, f=r.fstar: fmt.value(v, f)  # noqa: E731
         out.append([r.problem, r.config, fmt.lr(r.best_lr), val(r.median), fmt.interval(r.ci_lo, r.ci_hi, val, r.ci_level), val(r.iqm),
@@ -45,7 +42,9 @@ def protocol_line(a) -> str:
     p = a.protocol
     parts = []
     for prob in sorted(p.tune_seeds):
-        split = (f"all {len(p.tune_seeds[prob])} seeds tune and report (too few to split: optimistic)" if p.shared(prob)
+        n = len(p.tune_seeds[prob])
+        both = f"all {n} seeds tune and report" if n > 1 else "its one seed tunes and reports"
+        split = (f"{both} (too few to split: optimistic)" if p.shared(prob)
                  else f"lr chosen on seeds {_seeds(p.tune_seeds[prob])}, reported on seeds {_seeds(p.report_seeds[prob])}")
         parts.append(f"{prob}: {split}; selected by {SELECTABLE[p.select[prob]].split(' (')[0]}; cost in {UNITS[p.unit[prob]]}")
     return "\n".join(parts)

@@ -161,5 +161,7 @@ def test_findings_on_the_shapes_that_produced_wrong_ones():
                       "within 10x of its own best over 2.0 decades (tuning seeds)."]
     assert "On p, gd at lr=0.1 ranked first: it reached f - f* <= 1e-06 in a median 5 steps (2/2 reporting seeds)." in text
     assert "On p, nesterov diverged at every lr >= 0.1 (4/4 runs)." in text
+    one_lr = analysis.analyse(runs(grid("adam", {0.1: 1e-3, 1.0: 1.0}) + grid("gd", {0.1: 2e-3, 1.0: 1.0})), 1e-6)
+    assert not [f for f in findings(one_lr) if "robust" in f]  # within 10x at their best lr alone: 0 decades, no claim
     joined = " ".join(text)
     assert "where it did not" not in joined and "inf" not in joined and " than " not in joined

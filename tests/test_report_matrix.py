@@ -191,6 +191,8 @@ def check_report(d, uri: str, runs: list, report_args: list[str], printed: str |
                      if "lbfgs" not in config else r.data.metrics.get(col.replace("steps_", "evals_"), math.inf) for r in at]
             if row[6].endswith(" steps"):
                 steps = [r.data.metrics.get(col, math.inf) for r in at]
+            elif " examples" in row[6]:  # batch sizes differ: examples seen by the target step
+                steps = [r.data.metrics.get(col, math.inf) * r.data.metrics["examples"] / r.data.metrics["steps"] for r in at]
             assert same(row[6], float(np.median(steps)), digits=12), (row, steps)
             reached = sum(math.isfinite(s) for s in steps)
             if 0 < reached < len(at):
@@ -385,3 +387,20 @@ def test_twenty_configurations_stay_readable(where):
     assert len(rows) == 20 and len({r[1] for r in rows}) == 20
     assert all(len(r[1]) <= 45 for r in rows)
 
+
+
+def test_lbfgs_against_adam_in_gradient_evaluations(where):
+    d, uri = where
+    out = sweep(d, uri, ["problem=rosenbrock", "steps=100", "-m", "optimizer=lbfgs,adam", "lr=0.1,1", "seed=0,1"])
+    md, rows = check_report(d, uri, children(uri), [], out)
+    lbfgs = next(r for r in rows if r[1] == "lbfgs")
+    assert lbfgs[6].endswith(" evals") and "cost in gradient evaluations" in md
+    assert "gradient evaluations" in md.split("## Findings")[1].split("## Summary")[0]
+
+
+def test_batch_sizes_in_examples(where):
+    d, uri = where
+    out = sweep(d, uri, ["problem=logistic_regression", "optimizer=gd", "steps=400", "-m", "batch_size=16,null", "lr=0.3,1", "seed=0,1"])
+    md, rows = check_report(d, uri, children(uri), [], out)
+    assert {r[1] for r in rows} == {"gd (batch_size=16)", "gd (batch_size=None)"} and "cost in examples" in md
+    assert any(r[6].endswith(" examples") for r in rows)

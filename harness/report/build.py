@@ -128,7 +128,7 @@ def protocol_section(a: analysis.Analysis) -> list[str]:
                      "the newest of each was kept.")
     for what, n in sorted(p.older_code.items()):
         lines.append(f"{n} run(s) of {what} ran older code (tag `harness.code_hash`) than the newest runs of it and were set aside; "
-                     "select them with `--filter \"tags.`harness.code_hash` = '...'\"`.")
+                     "`--filter` on `tags.harness.code_hash` selects them.")
     if any(p.shared(prob) for prob in p.tune_seeds):
         lines.append(f"Where all seeds tune and report (fewer than {MIN_SPLIT} seeds), the numbers at the best lr are optimistic: "
                      "the lr was chosen on the very seeds reported.")

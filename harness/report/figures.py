@@ -18,6 +18,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from harness import analysis  # noqa: E402
+from harness.protocol import UNITS, cost_per_step  # noqa: E402
 from harness.store import RunSet, curves_of, read_curves, read_trajectory, run_curves  # noqa: E402
 
 DPI = 150
@@ -70,18 +71,14 @@ def _at_best(df, bests, prob):
 
 
 def _per_step(at: pd.DataFrame, unit: str) -> pd.Series:
-    """Each run's cost per step in ``unit`` (1 for steps), from its summary metrics."""
-    col = {"evals": "metrics.grad_evals", "examples": "metrics.examples"}.get(unit)
-    if col is None or col not in at:
-        return pd.Series(1.0, index=at["run_id"])
-    steps = at["metrics.steps"].astype(float)
-    return pd.Series((at[col].astype(float) / steps.where(steps > 0)).fillna(1.0).to_numpy(), index=at["run_id"])
+    """Each run's cost per step in ``unit``, by run id."""
+    return pd.Series(cost_per_step(at, unit).to_numpy(), index=at["run_id"])
 
 
 def _cost_axis(rs: RunSet, pts: pd.DataFrame, at: pd.DataFrame, unit: str) -> np.ndarray:
     """The cost of reaching each curve point in ``unit``: a run's cumulative gradient evaluations where it
     stored them (L-BFGS), else its steps times its cost per step."""
-    x = (pts["step"] * pts["run_id"].map(_per_step(at, unit)).fillna(1.0)).to_numpy(float)
+    x = np.array(pts["step"] * pts["run_id"].map(_per_step(at, unit)).fillna(1.0), dtype=float)  # a copy: pandas' may be read-only
     if unit == "evals":
         for rid in pts["run_id"].unique():
             c = run_curves(rs, rid)
@@ -369,8 +366,6 @@ def profile(df: pd.DataFrame, bests: pd.DataFrame, target: float, units: dict, c
         handles.append((ax.step(taus, rho, where="post", color=c, ls=ls)[0], cfg))
     ax.set_xscale("log", base=2)
     ax.set_ylim(-0.02, 1.02)
-    from harness.protocol import UNITS
-
     ax.set_xlabel(f"tau: cost ({', '.join(sorted({UNITS[u] for u in units.values()}))}) to target within tau x the cheapest configuration")
     ax.set_ylabel("share of (problem, seed) instances")
     ax.grid(alpha=0.3, which="both")

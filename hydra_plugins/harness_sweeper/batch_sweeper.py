@@ -299,11 +299,12 @@ def resume_line(parent: str, total: int, kept: int, stale: list, files: dict, ol
     parts = [f"Resuming sweep {parent}: {kept} of {total} runs stored from the current code"]
     missing = total - kept - len(stale)
     if stale:
-        names = changed(old_files, {k: v for key in stale for k, v in files[key].items()}, {n for key in stale for n in files[key]})
-        what = ", ".join(names[:4]) + (f" and {len(names) - 4} more" if len(names) > 4 else "")
+        runs = f"{len(stale)} run{'s' * (len(stale) != 1)} to rerun"
         if not old_files:  # stored by a harness that recorded no fingerprint
-            what = "the code that computed them (not recorded for the stored runs)"
-        parts.append(f"{what} changed since the stored runs: {len(stale)} run{'s' * (len(stale) != 1)} to rerun")
+            parts.append(f"the stored runs record no code fingerprint (an older harness): {runs}")
+        else:
+            names = changed(old_files, {k: v for key in stale for k, v in files[key].items()}, {n for key in stale for n in files[key]})
+            parts.append(", ".join(names[:4]) + (f" and {len(names) - 4} more" if len(names) > 4 else "") + f" changed since the stored runs: {runs}")
     if missing:
         parts.append(f"{missing} run{'s' * (missing != 1)} not stored yet")
     return "; ".join(parts)
