@@ -28,8 +28,9 @@ log = logging.getLogger("harness")
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
-def main(cfg: DictConfig) -> list[dict]:
-    from harness.job import run_job
+def main(cfg: DictConfig) -> list[dict] | dict:
+    """A single run's result rows; for a sweep's job, the tally its sweep counts (not a row per member)."""
+    from harness.job import run_job, tally
 
     _end_with_the_sweep()
     try:
@@ -37,7 +38,9 @@ def main(cfg: DictConfig) -> list[dict]:
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
-    if cfg.get("members") is None and cfg.tracking.parent_run_id is None:
+    if cfg.tracking.parent_run_id is not None:
+        return tally(out)
+    if cfg.get("members") is None:
         for r in out:
             sub = r.get("final_suboptimality", r["final_loss"])
             log.info(f"{r['name']}: {r['stop_reason']} after {int(r['steps'])} steps, final {'f - f*' if 'final_suboptimality' in r else 'loss'} {sub:.3e} (run {r['run_id']})")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -12,7 +13,7 @@ import yaml
 from omegaconf import DictConfig
 
 from harness import runner, schedules
-from harness.plan import Batch, effective_lr, plan
+from harness.plan import Batch, batches, effective_lr
 from harness.stats import member_stats
 from harness.store import (
     CODE_HASH,
@@ -114,8 +115,30 @@ def _torch_step(batch: Batch, x: torch.Tensor):
     return step, set_lrs, step_evals
 
 
+ONE_THREAD_BELOW = 2**18  # parameter elements of a batch below which its ops run on one thread
+
+
+@contextmanager
+def threads_for(x: torch.Tensor):
+    """One intra-op thread for a batch of small tensors. torch hands an element-wise op of a few
+    thousand elements (sqrt, exp) to its OpenMP threads, and on a busy machine that hand-off costs
+    milliseconds per op where one thread takes microseconds (``bench/threads.py`` measures it)."""
+    before = torch.get_num_threads()
+    if x.numel() < ONE_THREAD_BELOW:
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def run_batch(batch: Batch) -> runner.BatchResult:
     x = batch.problem.init()
+    with threads_for(x):
+        return _run(batch, x)
+
+
+def _run(batch: Batch, x: torch.Tensor) -> runner.BatchResult:
     step_evals = None  # one gradient evaluation per update, unless the step counts its own
     if batch.torch_class is None:
         step, set_lrs = _functional_step(batch, x)
@@ -207,9 +230,11 @@ def flatten(d, prefix="") -> dict[str, str]:
     return out
 
 
-def record(r: MemberResult, f_star: float | None) -> RunRecord:
+def record(r: MemberResult, f_star: float | None, with_config: bool = True) -> RunRecord:
     """The MLflow run of one member: params (flattened resolved config), tags, curves (every step, for the
-    batch's curves file, and the metric rows), config.yaml."""
+    batch's curves file, and the metric rows), and ``with_config`` its config.yaml. A sweep's members
+    go without it: their params are the same config, and a file per run is what made a store of
+    100,000 runs slow (the sweep's parent run holds its command line, `harness.command`)."""
     cfg = {k: v for k, v in r.config.items() if k != "tracking"}
     params = flatten(cfg)
     params.update(problem=cfg["problem"]["name"], optimizer=cfg["optimizer"]["name"])
@@ -218,15 +243,19 @@ def record(r: MemberResult, f_star: float | None) -> RunRecord:
         curves["epoch"] = np.arange(len(r.loss)) * r.epoch_per_step
     if f_star is not None:
         curves["suboptimality"] = np.maximum(r.loss - f_star, 0.0)
-    artifacts = {"config.yaml": yaml.dump(r.config, Dumper=_Dumper, sort_keys=False)}
+    artifacts = {"config.yaml": yaml.dump(r.config, Dumper=_Dumper, sort_keys=False)} if with_config else {}
     summary = {k: v for k, v in r.summary.items() if not (k == "linear_rate" and math.isnan(v))}
     return RunRecord(r.name, params, r.tags, summary, curves, r.started_at, r.elapsed, artifacts, r.sparse or {}, r.trajectory, r.grad_evals)
+
+
+def tally(rows: list[dict]) -> dict[str, int]:
+    """What a sweep counts of a job's runs (its progress line)."""
+    return {"runs": len(rows), "diverged": sum(int(r.get("diverged", 0)) for r in rows)}
 
 
 def run_job(cfg: DictConfig) -> list[dict]:
     """Run one job (a single run, or one group of sweep members). Everything is validated
     before any MLflow run exists; a run is created only once its member has finished."""
-    batches, _ = plan(cfg)
     parent = cfg.tracking.parent_run_id
     uri = resolve_uri(cfg.tracking.uri)
     if parent is None:  # a sweep's launcher checked the store already
@@ -234,14 +263,14 @@ def run_job(cfg: DictConfig) -> list[dict]:
     tracker = Tracker(uri, experiment_name(cfg.tracking.experiment))
     out = []
     swept = list(cfg.tracking.get("swept") or [])
-    for batch in batches:
+    for batch, _ in batches(cfg):  # one batch (or part of one) in memory at a time
         members = results(batch, run_batch(batch), swept)
         if parent is None:  # a single run carries its own provenance (a sweep's parent run has it otherwise)
             from harness.provenance import tags as provenance
 
             for r in members:
                 r.tags.update(provenance())
-        ids = tracker.log_runs((record(r, batch.problem.f_star) for r in members), parent)
+        ids = tracker.log_runs((record(r, batch.problem.f_star, with_config=parent is None) for r in members), parent)
         for r, run_id in zip(members, ids):
             r.run_id = run_id
             out.append(

@@ -295,13 +295,32 @@ def structure_key(c: Cfg) -> str:
     return json.dumps(d, sort_keys=True, default=str)
 
 
-def plan(cfg: DictConfig, members: list[list[str]] | None = None) -> tuple[list[Batch], list[list[str]]]:
-    """All batches of a job (its ``members``, else the config's), validated. Raises :class:`ConfigError`
-    on the first bad value."""
+CURVE_BYTES = 256 * 2**20  # what a batch's in-memory curves may take; a larger batch runs as consecutive parts
+
+
+def part_size(c: Cfg) -> int:
+    """Members per part of a batch, so that their curves (loss, gradient norm and a 2-D trajectory in
+    float64 at every step: 32 bytes a step) stay within :data:`CURVE_BYTES` however many members a
+    sweep has. Members are independent, so a part gives each member what the whole batch would."""
+    return max(1, CURVE_BYTES // (32 * (int(c["steps"]) + 1)))
+
+
+def batches(cfg: DictConfig, members: list[list[str]] | None = None):
+    """The batches of a job (its ``members``, else the config's), each validated and built when the
+    loop reaches it, with its members' override lists: memory holds one batch at a time. Raises
+    :class:`ConfigError` on the first bad value."""
     members = member_configs(cfg, members)
     groups: dict[str, list[int]] = {}
     for i, (c, _) in enumerate(members):
         groups.setdefault(structure_key(c), []).append(i)
-    batches = [build_batch([members[i][0] for i in idx]) for idx in groups.values()]
-    overrides = [[members[i][1] for i in idx] for idx in groups.values()]
-    return batches, overrides
+    for idx in groups.values():
+        n = part_size(members[idx[0]][0])
+        for j in range(0, len(idx), n):
+            part = idx[j : j + n]
+            yield build_batch([members[i][0] for i in part]), [members[i][1] for i in part]
+
+
+def plan(cfg: DictConfig, members: list[list[str]] | None = None) -> tuple[list[Batch], list[list[str]]]:
+    """All batches of a job at once (see :func:`batches`)."""
+    built = list(batches(cfg, members))
+    return [b for b, _ in built], [o for _, o in built]

@@ -145,7 +145,7 @@ def test_a_parallel_sweep_through_an_mlflow_server_over_postgresql_stores_every_
         assert curves(base) == sequential  # every point of every curve, read back through the server
         c = MlflowClient(base)
         for r in kids:
-            assert {a.path for a in c.list_artifacts(r.info.run_id)} == {"config.yaml"}
+            assert not c.list_artifacts(r.info.run_id)
         files = {a.path for a in c.list_artifacts(parents[0].info.run_id, "curves")}  # one per worker's batch
         assert len(files) == 2 and {r.data.tags["harness.curves"].removeprefix(parents[0].info.artifact_uri + "/") for r in kids} == files
         with psycopg.connect(db) as conn, conn.cursor() as cur:  # and they are in PostgreSQL itself

@@ -46,6 +46,7 @@ FOLDER = "curves"  # the parent's folder of batch files
 ROW_GROUP_ROWS = 1 << 16  # rows per row group (whole runs): a reader decodes only the groups of its runs
 FORMAT = {b"harness.curves.version": b"1"}
 _X = re.compile(r"x\d+$")
+ROUNDED_CURVES = ("loss", "grad_norm", "suboptimality", "time")  # and x0, x1, ...: see Precision above
 
 
 def round_significand(a: np.ndarray) -> np.ndarray:
@@ -57,21 +58,14 @@ def round_significand(a: np.ndarray) -> np.ndarray:
     return np.where(np.isfinite(a) & np.isfinite(r), r, a)
 
 
-def _rounded(a) -> np.ndarray:
-    a = np.asarray(a, dtype=np.float64)
-    out = round_significand(a)
-    if out.size:
-        out[-1] = a[-1]  # the last step exactly, as the final_* metrics
-    return out
-
-
 def _columns(r: RunRecord) -> dict[str, tuple[np.ndarray, np.ndarray | None]]:
-    """One run's columns as (values over every step, validity mask or None for all valid)."""
+    """One run's columns as (values over every step, validity mask or None for all valid), not yet
+    rounded (:func:`_batch` rounds a whole row group's column at once)."""
     n = len(r.elapsed)
     cols: dict[str, tuple[np.ndarray, np.ndarray | None]] = {"step": (np.arange(n, dtype=np.int64), None)}
     for k in ("loss", "grad_norm", "suboptimality"):
         if k in r.curves:
-            cols[k] = (_rounded(r.curves[k]), None)
+            cols[k] = (np.asarray(r.curves[k], dtype=np.float64), None)
     if "epoch" in r.curves:
         cols["epoch"] = (np.asarray(r.curves["epoch"], dtype=np.float64), None)
     if r.grad_evals is not None:
@@ -82,7 +76,7 @@ def _columns(r: RunRecord) -> dict[str, tuple[np.ndarray, np.ndarray | None]]:
 
     def at_samples(v) -> tuple[np.ndarray, np.ndarray]:
         full = np.zeros(n)
-        full[idx] = _rounded(np.asarray(v, dtype=np.float64)[idx])
+        full[idx] = np.asarray(v, dtype=np.float64)[idx]
         return full, sampled
 
     cols["time"] = at_samples(r.elapsed)
@@ -96,6 +90,14 @@ def _columns(r: RunRecord) -> dict[str, tuple[np.ndarray, np.ndarray | None]]:
         full[steps], valid[steps] = np.asarray(vals, dtype=np.float64), True
         cols[k] = (full, valid)
     return cols
+
+
+def _round_but_last(values: np.ndarray, lasts: np.ndarray) -> np.ndarray:
+    """A row group's column rounded to a 24-bit significand, except at each run's last step (``lasts``:
+    row indices; the sampled columns, time and x, always hold the last step too)."""
+    out = round_significand(values)
+    out[lasts] = values[lasts]
+    return out
 
 
 def _array(pa, values: np.ndarray, valid: np.ndarray | None):
@@ -115,6 +117,7 @@ def _strings(pa, items: list[str]):
 def _batch(pa, runs: list[tuple[str, dict]], names: list[str]):
     """One row group: the rows of ``runs`` [(run_id, columns)], every column of ``names``."""
     lengths = [len(c["step"][0]) for _, c in runs]
+    lasts = np.cumsum(lengths) - 1  # each run's last row
     codes = np.repeat(np.arange(len(runs), dtype=np.int32), lengths)
     indices = pa.Array.from_buffers(pa.int32(), len(codes), [None, pa.py_buffer(codes)])
     arrays = [pa.DictionaryArray.from_arrays(indices, _strings(pa, [rid for rid, _ in runs]))]
@@ -124,7 +127,10 @@ def _batch(pa, runs: list[tuple[str, dict]], names: list[str]):
             v, m = c.get(name, (np.zeros(n, dtype=dtype), np.zeros(n, dtype=bool)))
             parts.append(v)
             masks.append(np.ones(n, dtype=bool) if m is None else m)
-        arrays.append(_array(pa, np.concatenate(parts), np.concatenate(masks)))
+        values = np.concatenate(parts)
+        if name in ROUNDED_CURVES or _X.match(name):
+            values = _round_but_last(values, lasts)
+        arrays.append(_array(pa, values, np.concatenate(masks)))
     return pa.RecordBatch.from_arrays(arrays, names=["run_id", *names])
 
 

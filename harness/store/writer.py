@@ -21,6 +21,7 @@ from harness.store.tables import PARENT_TAG, SWEEP_HASH, Tables, clip, new_run_i
 from optimizers.base import ConfigError
 
 EXPERIMENT_KIND = "mlflow.experimentKind"
+NOTE = "mlflow.note.content"  # a run's description in the MLflow UI (markdown)
 CHUNK = 500  # runs per transaction of a SQL store
 
 
@@ -148,6 +149,15 @@ class Tracker:
             tags[PARENT_TAG] = parent
         return tags
 
+    def _curves_tags(self, curves_file: str, parent: str | None) -> dict[str, str]:
+        """The run's pointer to its curves: :data:`CURVES_TAG`, and for a sweep's member a description
+        (shown on its page in the MLflow UI) linking the batch's file among the parent's artifacts."""
+        tags = {CURVES_TAG: curves_file}
+        if parent:
+            path = f"{FOLDER}/{curves_file.rsplit('/', 1)[-1]}"
+            tags[NOTE] = f"Every step's curves: this run's rows of [{path}](#/experiments/{self.experiment_id}/runs/{parent}/artifacts/{path}), among the sweep's artifacts."
+        return tags
+
     def _parent_artifacts(self, parent: str) -> str:
         if parent not in self._holders:
             self._holders[parent] = (self.tables.run_info(parent)["artifact_uri"] if self.tables is not None
@@ -204,7 +214,7 @@ class Tracker:
             for r, run, tag in zip(records, runs, tags):
                 run_id = run.info.run_id
                 metrics = [Metric(k, v, t, s) for k, v, t, s in r.metric_points()]
-                self.client.log_batch(run_id, metrics=metrics, params=[Param(k, v) for k, v in r.params.items()], tags=[RunTag(CURVES_TAG, tag)])
+                self.client.log_batch(run_id, metrics=metrics, params=[Param(k, v) for k, v in r.params.items()], tags=[RunTag(k, v) for k, v in self._curves_tags(tag, parent).items()])
                 self._artifacts(run_id, run.info.artifact_uri, r.artifacts)
                 self.client.set_terminated(run_id, "FINISHED", end_time=r.end_ms)
                 done.add(run_id)
@@ -248,7 +258,7 @@ class Tracker:
                 self._artifacts(run_id, artifact_uri, r.artifacts)
             runs.append((run_id, r.name, "UNKNOWN", "", "", user(), "FINISHED", int(r.started_at * 1000), r.end_ms,
                          None, "", "active", artifact_uri, int(self.experiment_id)))
-            tags += [(k, str(v), run_id) for k, v in {**self._tags(r, parent), CURVES_TAG: curve_file}.items()]
+            tags += [(k, str(v), run_id) for k, v in {**self._tags(r, parent), **self._curves_tags(curve_file, parent)}.items()]
             params += [(k, str(v)[:6000], run_id) for k, v in r.params.items()]
             keys, values, stamps, steps = r.metric_arrays()
             values, is_nan = clip(values)

@@ -151,8 +151,9 @@ class BatchSweeper(Sweeper):
         return list(common) + extra + [f"members={_quote(str(path))}"]
 
     @staticmethod
-    def collect(groups, returns: Sequence[JobReturn], results: list) -> list:
-        """Add the member results of finished jobs to ``results``; return [(group, error), ...] of failed ones."""
+    def collect(groups, returns: Sequence[JobReturn], results: dict) -> list:
+        """Add the tallies of finished jobs (``{"runs": n, "diverged": k}``, ``harness.job.tally``) to
+        ``results``; return [(group, error), ...] of failed ones."""
         from hydra.core.utils import JobStatus
 
         failed = []
@@ -163,12 +164,13 @@ class BatchSweeper(Sweeper):
                     raise KeyboardInterrupt from e
                 failed.append((group, e))
             else:
-                results.extend(r.return_value)
+                for k, v in r.return_value.items():
+                    results[k] = results.get(k, 0) + v
         return failed
 
     # 2. validate everything, then run group by group ----------------------------------
     def sweep(self, arguments: list[str]) -> Any:
-        from harness.plan import plan
+        from harness.plan import batches
         from harness.store import (
             CODE_FILES,
             SWEEP_HASH,
@@ -194,7 +196,7 @@ class BatchSweeper(Sweeper):
                 cfg = self.hydra_context.config_loader.load_sweep_config(self.config, list(common))
                 with open_dict(cfg):
                     del cfg["hydra"]
-                for b, ovs in zip(*plan(cfg, members)):
+                for b, ovs in batches(cfg, members):
                     for ov, h in zip(ovs, b.hashes):
                         key = (tuple(common), tuple(ov))
                         hashes[key], current[key], files[key] = h, member_key(h, b.code_hash), b.code
@@ -244,7 +246,7 @@ class BatchSweeper(Sweeper):
             log.info(f"Split into {len(groups)} batched jobs for {workers} workers")
         extra = [f"tracking.uri={_quote(uri)}", f"tracking.parent_run_id={parent}", "tracking.swept=[" + ",".join(_quote(k) for k in self.swept) + "]"]
         os.environ["HARNESS_SWEEP_PID"] = str(os.getpid())  # workers end with this process (harness/__main__.py)
-        status, results, failed = "FAILED", [], []
+        status, results, failed = "FAILED", {"runs": 0, "diverged": 0}, []
         before = total - todo
         try:
             if self.parallel:  # every group at once; progress comes from the store
@@ -260,7 +262,7 @@ class BatchSweeper(Sweeper):
                     done += len(members)
                     el = time.perf_counter() - t0
                     eta = el / done * (todo - done)
-                    div = sum(int(r.get("diverged", 0)) for r in results)
+                    div = results["diverged"]
                     log.info(f"[{done}/{todo} runs] {i + 1}/{len(groups)} jobs, {div} diverged, {el:.1f} s elapsed, ETA {eta:.1f} s")
             status = "FAILED" if failed else "FINISHED"
         except KeyboardInterrupt:
