@@ -295,6 +295,26 @@ def structure_key(c: Cfg) -> str:
     return json.dumps(d, sort_keys=True, default=str)
 
 
+def _shape(c: Cfg, overrides: list[str]) -> tuple | None:
+    """What decides a member's :func:`structure_key` beyond the base config: its overrides other than
+    plain numbers for lr, seed and the optimizer's keys, and which optimizer keys got a number. Members
+    of one job with equal shapes have equal keys, so 100,000 members need a handful of keys. None for a
+    torch.optim class, whose batching may depend on the values."""
+    target = import_target("optimizer._target_", (c.get("optimizer") or {}).get("_target_"))
+    if inspect.isclass(target) and issubclass(target, torch.optim.Optimizer):
+        return None
+    rest, numeric = [], []
+    for text in overrides:
+        kv = _plain_number(text)
+        if kv is not None and kv[0] in ("lr", "seed"):
+            continue
+        if kv is not None and kv[0].startswith("optimizer."):
+            numeric.append(kv[0])
+        else:
+            rest.append(text)
+    return tuple(rest), tuple(sorted(numeric))
+
+
 CURVE_BYTES = 256 * 2**20  # what a batch's in-memory curves may take; a larger batch runs as consecutive parts
 
 
@@ -311,8 +331,15 @@ def batches(cfg: DictConfig, members: list[list[str]] | None = None):
     :class:`ConfigError` on the first bad value."""
     members = member_configs(cfg, members)
     groups: dict[str, list[int]] = {}
-    for i, (c, _) in enumerate(members):
-        groups.setdefault(structure_key(c), []).append(i)
+    known: dict[tuple, str] = {}
+    for i, (c, overrides) in enumerate(members):
+        shape = _shape(c, overrides)
+        key = known.get(shape) if shape is not None else None
+        if key is None:
+            key = structure_key(c)
+            if shape is not None:
+                known[shape] = key
+        groups.setdefault(key, []).append(i)
     for idx in groups.values():
         n = part_size(members[idx[0]][0])
         for j in range(0, len(idx), n):

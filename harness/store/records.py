@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 EVERY_STEP_UP_TO = 200  # runs of up to this many steps log every step as metric rows
-UI_POINTS = 10  # longer runs: this many geometric and this many even steps (merged)
+UI_POINTS = 7  # longer runs: this many geometric and this many even steps (merged)
 MAX_POINTS = 1000  # time and x at every step up to this many steps ...
 SAMPLE_POINTS = 500  # ... else at this many + 1 evenly spaced steps
 

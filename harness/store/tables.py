@@ -120,7 +120,7 @@ class Tables:
         try:
             if self.sqlite:
                 cur.execute("BEGIN IMMEDIATE")  # take the write lock now (other writers wait, busy_timeout)
-                cur.execute("PRAGMA cache_size=-262144")  # 256 MB: index updates of big inserts stay in memory
+                cur.execute("PRAGMA cache_size=-65536")  # 64 MB: the index pages big inserts touch (they append) stay in memory
             for sql, args in statements:
                 if isinstance(args, list):
                     if args:
