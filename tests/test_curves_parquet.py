@@ -284,3 +284,43 @@ def test_a_batch_bigger_than_a_transaction_writes_a_file_per_transaction(tmp_pat
         assert tag in files
         own = pd.read_parquet(tag, filters=[("run_id", "==", rid)])
         assert len(own) == 51 and own["loss"].iloc[-1] == r.summary["final_loss"]
+
+
+def test_the_sweep_reads_back_from_its_run_tables_as_from_mlflow(sweep, tmp_path):
+    """The sweep's run tables (runs/*.parquet among the parent's artifacts, pandas alone) hold what
+    MLflow's client returns for each run: params, latest metrics (a diverged run's inf and NaN as they
+    are) and tags; the reader takes its columns from them, and from MLflow's tables for a run they miss."""
+    import shutil
+
+    from harness.store.reader import _sweep_frame
+    from harness.store.tables import Tables
+
+    uri, d = sweep
+    c = MlflowClient(uri)
+    exp = c.get_experiment_by_name("harness").experiment_id
+    (parent,) = c.search_runs([exp], "tags.`harness.sweep` = 'true'")
+    (table,) = Path(parent.info.artifact_uri, "runs").glob("*.parquet")
+    df = pd.read_parquet(table).set_index("run_id")
+    kids = c.search_runs([exp], f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
+    assert len(df) == len(kids) == 6
+    for r in kids:
+        row = df.loc[r.info.run_id]
+        assert {k: row[f"params.{k}"] for k in r.data.params} == r.data.params
+        assert {k: row[f"tags.{k}"] for k in r.data.tags} == r.data.tags
+        for k, v in r.data.metrics.items():
+            mine = row[f"metrics.{k}"]
+            assert mine == v or (np.isnan(mine) and v == 0.0) or (np.isinf(mine) and abs(v) == 1.7976931348623157e308), k
+    assert set(df["tags.stop_reason"]) == {"max_steps", "diverged"}
+    db = Path(d) / "mlflow.db"
+    tables = Tables.open_sqlite(db)
+    ids = tables.members(exp, parent.info.run_id)
+    mlflow_side = tables.frame(ids).set_index("run_id").sort_index()
+    ours = _sweep_frame(tables, exp, parent.info.run_id).set_index("run_id").sort_index()[mlflow_side.columns]
+    pd.testing.assert_frame_equal(ours, mlflow_side, check_dtype=False)
+    moved = tmp_path / "aside.parquet"
+    shutil.move(table, moved)
+    try:  # without the file: the same frame, from MLflow's tables
+        again = _sweep_frame(tables, exp, parent.info.run_id).set_index("run_id").sort_index()[mlflow_side.columns]
+        pd.testing.assert_frame_equal(again, mlflow_side, check_dtype=False)
+    finally:
+        shutil.move(moved, table)

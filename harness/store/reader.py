@@ -12,6 +12,8 @@ import numpy as np
 
 from harness.store.curves import CURVES, CURVES_TAG, load_curves, read_curves_file
 from harness.store.location import check_reachable, local_artifact_dir, sqlite_file
+from harness.store.runtable import FOLDER as RUN_TABLES
+from harness.store.runtable import read_run_tables
 from harness.store.tables import MAX_FLOAT, PARENT_TAG, Tables, unclip
 from optimizers.base import ConfigError
 
@@ -155,6 +157,29 @@ def read_runs(uri: str, experiment: str, sweep: str | None = None, filter_string
     return RunSet(uri, experiment, df, parents, sweep, filter_string, unfinished, tables, _client=client)
 
 
+def _sweep_frame(tables: Tables, experiment_id: str, sweep: str):
+    """A sweep's runs: ids, status and lifecycle from MLflow's tables, the columns from the sweep's run
+    tables (:mod:`harness.store.runtable`) where they hold the run, else from MLflow's tables."""
+    import pandas as pd
+
+    status = tables.member_status(experiment_id, sweep)
+    folder = local_artifact_dir(tables.run_info(sweep)["artifact_uri"])
+    df = read_run_tables(folder / RUN_TABLES) if folder is not None else None
+    parts = []
+    if df is not None:
+        df = df[df["run_id"].isin(status.keys())].drop_duplicates("run_id")
+        parts.append(df)
+    known = set(df["run_id"]) if df is not None else set()
+    rest = [r for r in status if r not in known]
+    if rest or not parts:
+        parts.append(tables.frame(rest).drop(columns="status", errors="ignore"))
+    out = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0].reset_index(drop=True)
+    if out.empty:
+        return out
+    out.insert(2, "status", out["run_id"].map(status))
+    return out
+
+
 def _search(client, tables: Tables | None, experiment_id: str, flt: str, sweep: str | None):
     """All runs matching ``flt`` as a DataFrame (params.*, metrics.*, tags.* columns).
 
@@ -164,10 +189,8 @@ def _search(client, tables: Tables | None, experiment_id: str, flt: str, sweep: 
 
     if tables is not None:
         if sweep is not None:
-            ids = tables.members(experiment_id, sweep)
-        else:
-            ids = [r.info.run_id for r in all_pages(client, experiment_id, flt)]
-        return tables.frame(ids)
+            return _sweep_frame(tables, experiment_id, sweep)
+        return tables.frame([r.info.run_id for r in all_pages(client, experiment_id, flt)])
     rows = []
     for r in all_pages(client, experiment_id, flt):
         row = {"run_id": r.info.run_id, "run_name": r.info.run_name, "status": r.info.status, "start_time": r.info.start_time, "artifact_uri": r.info.artifact_uri}

@@ -206,6 +206,11 @@ class Tables:
                          "AND r.experiment_id = ? AND r.lifecycle_stage = 'active'", (PARENT_TAG, parent, int(experiment_id)))
         return [r[0] for r in rows]
 
+    def member_status(self, experiment_id: str, parent: str) -> dict[str, str]:
+        """{run id: status} of the active member runs under ``parent``."""
+        return dict(self.rows("SELECT r.run_uuid, r.status FROM runs r JOIN tags t ON t.run_uuid = r.run_uuid WHERE t.key = ? AND t.value = ? "
+                              "AND r.experiment_id = ? AND r.lifecycle_stage = 'active'", (PARENT_TAG, parent, int(experiment_id))))
+
     def run_info(self, run_id: str) -> dict:
         (name, status, start, artifacts), = self.rows("SELECT name, status, start_time, artifact_uri FROM runs WHERE run_uuid = ?", (run_id,))
         return {"name": name, "status": status, "start_time": start, "artifact_uri": artifacts,

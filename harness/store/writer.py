@@ -17,6 +17,8 @@ from pathlib import Path
 from harness.store.curves import CURVES_TAG, FOLDER, OWN_FILE, write_curves
 from harness.store.location import creation_lock, local_artifact_dir, seed_new_sqlite, sqlite_file
 from harness.store.records import RunRecord
+from harness.store.runtable import FOLDER as RUN_TABLES
+from harness.store.runtable import write_run_table
 from harness.store.tables import PARENT_TAG, SWEEP_HASH, Tables, clip, new_run_id, user
 from optimizers.base import ConfigError
 
@@ -249,25 +251,43 @@ class Tracker:
 
     def _bulk(self, records: list[RunRecord], parent: str | None) -> list[str]:
         """Finished runs in one transaction, their files first (a run never lacks them)."""
-        runs, tags, params, metrics, latest = [], [], [], [], []
+        runs, tags, params, metrics, latest, table = [], [], [], [], [], []
         ids = [new_run_id() for _ in records]
         uris = [f"{self.artifact_location.rstrip('/')}/{run_id}/artifacts" for run_id in ids]
         curves = self._curves(records, ids, parent, uris)
         for r, run_id, artifact_uri, curve_file in zip(records, ids, uris, curves):
             if r.artifacts:
                 self._artifacts(run_id, artifact_uri, r.artifacts)
-            runs.append((run_id, r.name, "UNKNOWN", "", "", user(), "FINISHED", int(r.started_at * 1000), r.end_ms,
-                         None, "", "active", artifact_uri, int(self.experiment_id)))
-            tags += [(k, str(v), run_id) for k, v in {**self._tags(r, parent), **self._curves_tags(curve_file, parent)}.items()]
-            params += [(k, str(v)[:6000], run_id) for k, v in r.params.items()]
+            start = int(r.started_at * 1000)
+            runs.append((run_id, r.name, "UNKNOWN", "", "", user(), "FINISHED", start, r.end_ms, None, "", "active", artifact_uri, int(self.experiment_id)))
+            run_tags = {k: str(v) for k, v in {**self._tags(r, parent), **self._curves_tags(curve_file, parent)}.items()}
+            run_params = {k: str(v)[:6000] for k, v in r.params.items()}
+            tags += [(k, v, run_id) for k, v in run_tags.items()]
+            params += [(k, v, run_id) for k, v in run_params.items()]
             keys, values, stamps, steps = r.metric_arrays()
-            values, is_nan = clip(values)
-            rows = list(zip(keys, values.tolist(), stamps.tolist(), steps.tolist(), is_nan.tolist(), [run_id] * len(keys)))
+            clipped, is_nan = clip(values)
+            rows = list(zip(keys, clipped.tolist(), stamps.tolist(), steps.tolist(), is_nan.tolist(), [run_id] * len(keys)))
             metrics += rows
-            last = {row[0]: row for row in rows}  # rows of a key come in step order: its last row is the latest
-            latest += list(last.values())
+            last = {row[0]: i for i, row in enumerate(rows)}  # rows of a key come in step order: its last row is the latest
+            latest += [rows[i] for i in last.values()]
+            if parent:
+                table.append({"run_id": run_id, "run_name": r.name, "start_time": start, "artifact_uri": artifact_uri,
+                              **{f"params.{k}": v for k, v in run_params.items()},
+                              **{f"metrics.{k}": float(values[i]) for k, i in last.items()},
+                              **{f"tags.{k}": v for k, v in run_tags.items()}})
+        if table:
+            self._run_table(parent, curves[0], table)
         self.tables.insert_runs(runs, tags, params, metrics, latest)
         return ids
+
+    def _run_table(self, parent: str, curves_file: str, rows: list[dict]) -> None:
+        """The chunk's run table (:mod:`harness.store.runtable`), named like its curves file."""
+        import tempfile
+
+        name = curves_file.rsplit("/", 1)[-1]
+        with tempfile.TemporaryDirectory() as tmp:
+            write_run_table(Path(tmp) / name, rows)
+            self._put(parent, self._parent_artifacts(parent), Path(tmp) / name, RUN_TABLES)
 
 
 def _wait_for_writers(engine) -> None:

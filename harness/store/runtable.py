@@ -1,0 +1,55 @@
+"""A sweep's runs as one table that any tool reads: a small Parquet file per batch of runs, holding the
+columns MLflow's tables hold for them, next to the batch's curves file.
+
+**Where.** ``runs/<token>.parquet`` among the artifacts of the sweep's parent run, one per chunk of up
+to :data:`~harness.store.writer.CHUNK` runs, named like the chunk's ``curves/<token>.parquet``.
+
+**Columns.** One row per run: ``run_id``, ``run_name``, ``start_time`` (ms), ``artifact_uri``, then
+``params.<key>`` (strings, as MLflow stores params), ``metrics.<key>`` (float64: the latest value of
+each metric, NaN and infinities as they are, where MLflow's tables clip them) and ``tags.<key>``
+(strings): the columns :meth:`harness.store.tables.Tables.frame` builds from MLflow's tables.
+
+**Why.** Reading 100,000 runs back from MLflow's tables builds millions of Python objects (14 s of CPU
+and 1.7 GB at 100,000 runs); these files read in well under a second. MLflow's tables stay the record:
+the reader takes the run ids, status and lifecycle from them and reads from them every run that has no
+row in these files (runs stored before them, runs written through an MLflow server).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+FOLDER = "runs"  # the parent's folder of run tables
+FIXED = ("run_id", "run_name", "start_time", "artifact_uri")
+
+
+def write_run_table(path: Path, rows: list[dict]) -> None:
+    """Write ``rows`` (one dict per run: :data:`FIXED` keys, then ``params.*``, ``metrics.*`` and
+    ``tags.*``) to one Parquet file; a column a run lacks is null in its row."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    names = list(dict.fromkeys(k for r in rows for k in r))
+    arrays = [pa.array([r.get(k) for r in rows], type=_type(k)) for k in names]
+    pq.write_table(pa.Table.from_arrays(arrays, names=names), path, compression="zstd")
+
+
+def _type(name: str):
+    import pyarrow as pa
+
+    if name == "start_time":
+        return pa.int64()
+    return pa.float64() if name.startswith("metrics.") else pa.string()
+
+
+def read_run_tables(folder: Path):
+    """Every run table in ``folder`` as one DataFrame (columns a file lacks are null in its rows), or
+    None when there is none."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    files = sorted(folder.glob("*.parquet")) if folder.is_dir() else []
+    if not files:
+        return None
+    tables = [pq.read_table(f, use_threads=False) for f in files]
+    return pa.concat_tables(tables, promote_options="default").to_pandas()
