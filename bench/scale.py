@@ -1,18 +1,22 @@
 """Per-run cost at scale, measured in one run: time, validation, store size and peak memory of sweeps
-of 100, 1,000 and 10,000 runs, the report over the 10,000, and one run into an existing store.
+of 100 to 100,000 runs (1,000,000 with --million), the report over the largest (whole, and with
+--filter over a fifth of it), and one run into an existing store against `import torch`.
 
 The sweep (issue 10's): 5 optimizers (gd, momentum, nesterov, rmsprop, adam) x 20 learning rates
 (1e-5 ... 1, log-spaced) x S seeds on 2-D Rosenbrock, 2,000 steps, from the command line into a fresh
-sqlite store, for S = 1, 10, 100. Printed per size: wall time, the sweep's own "validated in" time,
-the store (database file plus artifact files, in bytes; and `du` of both, which counts whole disk
-blocks) per run, and the peak resident memory of the process. Then, on the 10,000-run store: the
-report end to end (`python -m harness.report`, median of --reps), and one more run
-(`python -m harness`) against `python -c "import torch"` (medians of --reps, interleaved).
+sqlite store. Printed per size: wall time, the sweep's own "validated in" time, the store (database
+file plus artifact files, in bytes; and `du` of both, which counts whole disk blocks) per run, and the
+peak resident memory of the process; then the growth from one size to the next (time and memory
+against runs: linear time is x10 per x10 runs, flat memory x1.0). Then, on the largest store: the
+report end to end (`python -m harness.report`, median of --reps) and with `--filter
+"params.optimizer = 'adam'"`, and one more run (`python -m harness`) against `python -c "import
+torch"` (medians of --reps, interleaved).
 
-Targets: 10,000 runs <= 60 s, <= 50 KB per run, <= 1 GB peak, validation <= 2 s; report <= 10 s;
-one run <= 1 s beyond importing torch.
+Targets (issue 18): 100,000 runs <= 60 s, <= 1 GB peak (flat in the number of runs), <= 25 KB per run,
+validation <= 2 s, report <= 10 s (also with --filter); 1,000,000 runs <= 10 min, <= 1.5 GB; one run
+<= 1 s beyond importing torch.
 
-    .venv/bin/python bench/scale.py [--reps 3] [--sizes 1,10,100]
+    .venv/bin/python bench/scale.py [--reps 3] [--sizes 1,10,100,1000] [--million]
 """
 
 from __future__ import annotations
@@ -56,9 +60,10 @@ def size(tmp: str) -> tuple[int, int]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--reps", type=int, default=3)
-    ap.add_argument("--sizes", default="1,10,100", help="seeds per size (runs = 100 x seeds)")
+    ap.add_argument("--sizes", default="1,10,100,1000", help="seeds per size (runs = 100 x seeds)")
+    ap.add_argument("--million", action="store_true", help="also 1,000,000 runs (10,000 seeds; ~15 GB of disk)")
     a = ap.parse_args()
-    seeds = [int(s) for s in a.sizes.split(",")]
+    seeds = [int(s) for s in a.sizes.split(",")] + ([10000] if a.million else [])
     print(f"5 optimizers x 20 lrs x seeds, rosenbrock, 2,000 steps, fresh sqlite store ({os.cpu_count()} cores)")
     print(f"{'runs':>7} {'wall s':>7} {'ms/run':>7} {'validate s':>10} {'KB/run':>7} {'du KB/run':>9} {'peak MB':>8}")
     rows, keep = [], None
@@ -75,20 +80,30 @@ def main() -> None:
         if keep is not None:
             subprocess.run(["rm", "-rf", keep])
         keep = tmp
-    for (n0, t0, *_), (n1, t1, *_) in zip(rows, rows[1:]):
-        print(f"  {n0} -> {n1} runs: x{t1 / t0:.1f} time for x{n1 / n0:.0f} runs")
+    for (n0, t0, *_, m0), (n1, t1, *_, m1) in zip(rows, rows[1:]):
+        print(f"  {n0} -> {n1} runs: x{t1 / t0:.1f} time, x{m1 / m0:.2f} peak memory for x{n1 / n0:.0f} runs")
     n, dt, valid, per, du, peak = rows[-1]
     uri = f"sqlite:///{keep}/s.db"
-    rep, one, imp = [], [], []
-    for _ in range(a.reps):
-        rep.append(timed([sys.executable, "-m", "harness.report", "--uri", uri, "--out", f"{keep}/reports", "--no-attach"], keep)[0])
+    report = [sys.executable, "-m", "harness.report", "--uri", uri, "--no-attach"]
+    rep, flt, one, imp = [], [], [], []
+    for i in range(a.reps):
+        rep.append(timed([*report, "--out", f"{keep}/reports/all{i}"], keep)[0])
+        flt.append(timed([*report, "--filter", "params.optimizer = 'adam'", "--out", f"{keep}/reports/adam{i}"], keep)[0])
         one.append(timed([sys.executable, "-m", "harness", f"tracking.uri={uri}", "seed=12345"], keep)[0])
         imp.append(timed([sys.executable, "-c", "import torch"], keep)[0])
-    R, ONE, IMP = (statistics.median(v) for v in (rep, one, imp))
-    print(f"report over {n} runs: {R:.1f} s (median of {a.reps}, process start included)")
-    print(f"one run into that store: {ONE:.2f} s; `import torch` alone {IMP:.2f} s -> {ONE - IMP:.2f} s beyond it (medians of {a.reps})")
-    print(f"\ntargets at {n} runs: {dt:.1f} s <= 60 s, {per / 1024:.1f} KB/run (du {du / 1024:.1f}) <= 50 KB, {peak / 2**30:.2f} GB <= 1 GB, "
-          f"validation {valid:.1f} s <= 2 s, report {R:.1f} s <= 10 s, one run +{ONE - IMP:.2f} s <= 1 s")
+    R, F, ONE, IMP = (statistics.median(v) for v in (rep, flt, one, imp))
+    print(f"report over {n} runs: {R:.1f} s; with --filter over the {n // 5} adam runs: {F:.1f} s (medians of {a.reps}, process start included)")
+    print(f"one run into that store: {ONE:.2f} s; `import torch` alone {IMP:.2f} s -> {ONE - IMP:.2f} s beyond it, x{ONE / IMP:.2f} (medians of {a.reps})")
+    at = {r[0]: r for r in rows}
+    print()
+    if 100_000 in at:
+        _, dt1, v1, per1, du1, pk1 = at[100_000]
+        print(f"targets at 100,000 runs: {dt1:.1f} s <= 60 s, {per1 / 1024:.1f} KB/run (du {du1 / 1024:.1f}) <= 25 KB, "
+              f"{pk1 / 2**30:.2f} GB <= 1 GB, validation {v1:.1f} s <= 2 s")
+    if 1_000_000 in at:
+        _, dt2, _, _, _, pk2 = at[1_000_000]
+        print(f"targets at 1,000,000 runs: {dt2 / 60:.1f} min <= 10 min, {pk2 / 2**30:.2f} GB <= 1.5 GB")
+    print(f"report over {n} runs {R:.1f} s, filtered {F:.1f} s <= 10 s; one run +{ONE - IMP:.2f} s <= 1 s")
     subprocess.run(["rm", "-rf", keep])
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from harness.store.curves import CURVES, CURVES_TAG, load_curves, read_curves_file
+from harness.store.filters import filter_mask
 from harness.store.location import check_reachable, local_artifact_dir, sqlite_file
 from harness.store.runtable import FOLDER as RUN_TABLES
 from harness.store.runtable import read_run_tables
@@ -160,16 +161,29 @@ def read_runs(uri: str, experiment: str, sweep: str | None = None, filter_string
 def _sweep_frame(tables: Tables, experiment_id: str, sweep: str):
     """A sweep's runs: ids, status and lifecycle from MLflow's tables, the columns from the sweep's run
     tables (:mod:`harness.store.runtable`) where they hold the run, else from MLflow's tables."""
+    return _frame_of(tables, tables.member_status(experiment_id, sweep), [tables.run_info(sweep)["artifact_uri"]])
+
+
+def _experiment_frame(tables: Tables, experiment_id: str):
+    """Every active run of the experiment (sweeps' members, their parents, single runs), as
+    :func:`_sweep_frame` reads a sweep's."""
+    return _frame_of(tables, tables.run_status(experiment_id), tables.sweep_artifacts(experiment_id))
+
+
+def _frame_of(tables: Tables, status: dict[str, str], parent_artifacts: list[str]):
     import pandas as pd
 
-    status = tables.member_status(experiment_id, sweep)
-    folder = local_artifact_dir(tables.run_info(sweep)["artifact_uri"])
-    df = read_run_tables(folder / RUN_TABLES) if folder is not None else None
+    found = []
+    for uri in parent_artifacts:
+        folder = local_artifact_dir(uri)
+        df = read_run_tables(folder / RUN_TABLES) if folder is not None else None
+        if df is not None:
+            found.append(df)
     parts = []
-    if df is not None:
-        df = df[df["run_id"].isin(status.keys())].drop_duplicates("run_id")
-        parts.append(df)
-    known = set(df["run_id"]) if df is not None else set()
+    if found:
+        df = pd.concat(found, ignore_index=True) if len(found) > 1 else found[0]
+        parts.append(df[df["run_id"].isin(status.keys())].drop_duplicates("run_id"))
+    known = set(parts[0]["run_id"]) if parts else set()
     rest = [r for r in status if r not in known]
     if rest or not parts:
         parts.append(tables.frame(rest).drop(columns="status", errors="ignore"))
@@ -190,6 +204,10 @@ def _search(client, tables: Tables | None, experiment_id: str, flt: str, sweep: 
     if tables is not None:
         if sweep is not None:
             return _sweep_frame(tables, experiment_id, sweep)
+        df = _experiment_frame(tables, experiment_id)
+        mask = filter_mask(df, flt) if not df.empty else None
+        if mask is not None:  # evaluated on the runs' table: MLflow's search builds an object per run
+            return df[mask].reset_index(drop=True)
         return tables.frame([r.info.run_id for r in all_pages(client, experiment_id, flt)])
     rows = []
     for r in all_pages(client, experiment_id, flt):

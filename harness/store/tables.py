@@ -211,6 +211,15 @@ class Tables:
         return dict(self.rows("SELECT r.run_uuid, r.status FROM runs r JOIN tags t ON t.run_uuid = r.run_uuid WHERE t.key = ? AND t.value = ? "
                               "AND r.experiment_id = ? AND r.lifecycle_stage = 'active'", (PARENT_TAG, parent, int(experiment_id))))
 
+    def run_status(self, experiment_id: str) -> dict[str, str]:
+        """{run id: status} of the experiment's active runs."""
+        return dict(self.rows("SELECT run_uuid, status FROM runs WHERE experiment_id = ? AND lifecycle_stage = 'active'", (int(experiment_id),)))
+
+    def sweep_artifacts(self, experiment_id: str) -> list[str]:
+        """The artifact URIs of the experiment's active sweep parents."""
+        return [u for (u,) in self.rows("SELECT r.artifact_uri FROM runs r JOIN tags t ON t.run_uuid = r.run_uuid WHERE t.key = 'harness.sweep' "
+                                        "AND t.value = 'true' AND r.experiment_id = ? AND r.lifecycle_stage = 'active'", (int(experiment_id),))]
+
     def run_info(self, run_id: str) -> dict:
         (name, status, start, artifacts), = self.rows("SELECT name, status, start_time, artifact_uri FROM runs WHERE run_uuid = ?", (run_id,))
         return {"name": name, "status": status, "start_time": start, "artifact_uri": artifacts,
