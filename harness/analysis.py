@@ -109,16 +109,28 @@ def _labels(df: pd.DataFrame, by: list[str], name: pd.Series, keys: list[str]) -
     label = name.astype(str).copy()
     order = pd.Series([()] * len(df), index=df.index, dtype=object)
     for _, g in df.groupby(by, sort=False):
-        vals = g[[k for k in keys if k in g]].map(canonical)
+        vals = canonical_frame(g[[k for k in keys if k in g]])
         if "params.problem.x0" in vals:
             vals["params.problem.x0"] = vals["params.problem.x0"].replace("None", "random")
         varying = [k for k in vals if vals[k].nunique() > 1]
         if not varying:
             continue
-        parts = vals[varying].apply(lambda r, v=varying: ", ".join(f"{_short(k)}={r[k]}" for k in v), axis=1)
+        combos = vals[varying].drop_duplicates()  # label each distinct combination once, then every row by lookup
+        at = pd.MultiIndex.from_frame(combos).get_indexer(pd.MultiIndex.from_frame(vals[varying]))
+        parts = combos.apply(lambda r, v=varying: ", ".join(f"{_short(k)}={r[k]}" for k in v), axis=1).to_numpy()[at]
         label[g.index] = name[g.index].astype(str) + " (" + parts + ")"
-        order[g.index] = vals[varying].apply(lambda r, v=varying: tuple(_sortable(r[k]) for k in v), axis=1)
+        order[g.index] = combos.apply(lambda r, v=varying: tuple(_sortable(r[k]) for k in v), axis=1).to_numpy()[at]
     return label, order
+
+
+def canonical_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """:func:`canonical` of every cell, computed once per distinct value of each column (100,000 runs
+    have a few distinct values per param)."""
+    out = pd.DataFrame(index=frame.index)
+    for c in frame.columns:
+        col = frame[c].astype(object)
+        out[c] = col.map({v: canonical(v) for v in col.unique()})
+    return out
 
 
 def _fold_schedule(df: pd.DataFrame) -> None:
@@ -129,7 +141,7 @@ def _fold_schedule(df: pd.DataFrame) -> None:
     if "params.schedule.name" not in df and not keys:
         return
     names = df.get("params.schedule.name", pd.Series(None, index=df.index, dtype=object)).fillna("constant").astype(str)
-    settings = df[keys].map(canonical) if keys else pd.DataFrame(index=df.index)
+    settings = canonical_frame(df[keys]) if keys else pd.DataFrame(index=df.index)
     full = names + "(" + settings.apply(lambda r: ", ".join(f"{k.rsplit('.', 1)[1]}={v}" for k, v in r.items() if v != "–"), axis=1) + ")"
     full = full.str.replace("()", "", regex=False)
     several = full.groupby(names).transform("nunique") > 1

@@ -31,7 +31,7 @@ def table(header: list[str], rows: list[list[str]]) -> str:
 
 def _values(series: pd.Series) -> str:
     """Distinct param values, numbers sorted as numbers."""
-    vals = sorted({analysis.canonical(v) for v in series.dropna()}, key=analysis._sortable)
+    vals = sorted({analysis.canonical(v) for v in series.dropna().unique()}, key=analysis._sortable)
     return ", ".join(vals) if vals else "–"
 
 
@@ -220,10 +220,8 @@ def render(rs: RunSet, a: analysis.Analysis, out: Path) -> dict:
     jobs = [("profile", figures.profile, (df, bests, target, units, col, out))]
     for prob in analysis.problems(df):
         g = df[df.problem == prob]
-        key = "suboptimality" if bool(g["has_fstar"].all()) else "loss"
         ids = [rid for r in bests[bests.problem == prob].itertuples() for rid in analysis.at_best(df, prob, r.config, r.best_lr)["run_id"]]
-        tests = tuple(k for k in analysis.HELD_OUT if f"metrics.final_{k}" in g and g[f"metrics.final_{k}"].notna().any())
-        figures.read_curves(rs, ids, (key, *tests))  # prefetch into the cache
+        figures.curves_of(rs, ids)  # prefetch into the cache
         jobs += [(("curves", prob), figures.loss_curves, (rs, df, bests, prob, units[prob], col, out, prob)),
                  (("lr", prob), figures.lr_sensitivity, (df, prob, target, units[prob], col, order, out, prob)),
                  (("ecdf", prob), figures.runtime_distribution, (df, bests, prob, units[prob], col, out, prob)),

@@ -8,6 +8,7 @@ at f* cannot sit on a log axis: they are drawn on a dashed line labelled "= f*" 
 from __future__ import annotations
 
 import math
+import warnings
 from pathlib import Path
 
 import matplotlib
@@ -75,6 +76,42 @@ def _per_step(at: pd.DataFrame, unit: str) -> pd.Series:
     return pd.Series(cost_per_step(at, unit).to_numpy(), index=at["run_id"])
 
 
+def _band(rs: RunSet, ids: list[str], key: str, at: pd.DataFrame, unit: str):
+    """(x, median, q1, q3) of curve ``key`` over runs ``ids`` at every step, a run that stopped keeping
+    its last value; x is the median cost of reaching each step. From the runs' arrays as a [steps, runs]
+    matrix (thousands of runs at a best lr make millions of points), or from the metric rows for runs
+    stored without curves files. None when no run has the curve."""
+    got = curves_of(rs, ids)
+    if any(c is None for c in got.values()):  # runs stored without curves files: their metric rows
+        pts = read_curves(rs, ids, (key,))
+        if pts.empty:
+            return None
+        pts["x"] = _cost_axis(rs, pts, at, unit)
+        wide = pts.pivot_table(index="step", columns="run_id", values="value").sort_index().ffill()
+        x = pts.groupby("step")["x"].median().reindex(wide.index).to_numpy()
+        return x, *_quartiles(wide)
+    per = _per_step(at, unit)
+    arrays = [(c[key] if key in c else None, c, per.get(rid, 1.0)) for rid, c in got.items()]
+    arrays = [a for a in arrays if a[0] is not None]
+    if not arrays:
+        return None
+    n = max(len(v) for v, _, _ in arrays)
+    vals, cost = np.full((n, len(arrays)), np.nan), np.full((n, len(arrays)), np.nan)
+    for j, (v, c, f) in enumerate(arrays):
+        vals[: len(v), j] = v
+        steps = np.arange(len(v), dtype=float)
+        cost[: len(v), j] = c["grad_evals"][: len(v)] if unit == "evals" and "grad_evals" in c else steps * (1.0 if pd.isna(f) else f)
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # steps no run reached
+        x = np.nanmedian(cost, axis=1)
+    return x, *_quartiles(pd.DataFrame(vals).ffill())
+
+
+def _quartiles(wide: pd.DataFrame) -> list[np.ndarray]:
+    with np.errstate(invalid="ignore"):
+        return [wide.median(axis=1).to_numpy(), wide.quantile(0.25, axis=1).to_numpy(), wide.quantile(0.75, axis=1).to_numpy()]
+
+
 def _cost_axis(rs: RunSet, pts: pd.DataFrame, at: pd.DataFrame, unit: str) -> np.ndarray:
     """The cost of reaching each curve point in ``unit``: a run's cumulative gradient evaluations where it
     stored them (L-BFGS), else its steps times its cost per step."""
@@ -107,11 +144,16 @@ def loss_curves(rs: RunSet, df: pd.DataFrame, bests: pd.DataFrame, prob: str, un
     labels = {}
     for r, at in _at_best(df, bests, prob):
         ids = at["run_id"].tolist()
-        pts = read_curves(rs, ids, (key, *tests))
-        pts["x"] = _cost_axis(rs, pts, at, unit)
         n_div = int(at["diverged"].sum())
         labels[r.config] = f"{r.config}, lr={r.best_lr:.3g} ({len(ids)} seed{'s' * (len(ids) > 1)}{f', {n_div} diverged' if n_div else ''})"
-        for k in (key, *tests):
+        band = _band(rs, ids, key, at, unit)
+        if band is not None:
+            series.append((r.config, key, *band, len(ids)))
+        if not tests:
+            continue
+        pts = read_curves(rs, ids, tests)  # held-out metrics: a few evaluations per run
+        pts["x"] = _cost_axis(rs, pts, at, unit)
+        for k in tests:
             p = pts[pts.key == k]
             if p.empty:
                 continue

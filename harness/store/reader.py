@@ -173,17 +173,10 @@ def _experiment_frame(tables: Tables, experiment_id: str):
 def _frame_of(tables: Tables, status: dict[str, str], parent_artifacts: list[str]):
     import pandas as pd
 
-    found = []
-    for uri in parent_artifacts:
-        folder = local_artifact_dir(uri)
-        df = read_run_tables(folder / RUN_TABLES) if folder is not None else None
-        if df is not None:
-            found.append(df)
-    parts = []
-    if found:
-        df = pd.concat(found, ignore_index=True) if len(found) > 1 else found[0]
-        parts.append(df[df["run_id"].isin(status.keys())].drop_duplicates("run_id"))
-    known = set(parts[0]["run_id"]) if parts else set()
+    folders = [f / RUN_TABLES for f in map(local_artifact_dir, parent_artifacts) if f is not None]
+    df = read_run_tables(folders, list(status))
+    parts = [] if df is None else [df]
+    known = set(df["run_id"]) if df is not None else set()
     rest = [r for r in status if r not in known]
     if rest or not parts:
         parts.append(tables.frame(rest).drop(columns="status", errors="ignore"))
@@ -300,32 +293,40 @@ def read_curves(rs: RunSet, run_ids: list[str], keys: tuple[str, ...]):
     import pandas as pd
 
     cols = ["run_id", "key", "step", "value", "t"]
-    frames, missing = [], []
+    parts: dict[str, list] = {c: [] for c in cols}  # one DataFrame at the end: thousands of runs, not thousands of frames
+    missing = []
     for rid, c in curves_of(rs, run_ids).items():
         if c is None:
             missing.append(rid)
             continue
-        n = len(c["loss"])
         for k in keys:
-            if k in ("loss", "grad_norm", "suboptimality", "epoch"):
-                steps = np.arange(n)
-                if k in c:
-                    vals = c[k].astype(np.float64)
-                elif k == "epoch" and "epoch_per_step" in c:  # curves.npz kept the factor
-                    vals = steps * float(c["epoch_per_step"])
-                else:
-                    continue
-            elif k in c and "eval_step" in c:
-                steps, vals = c["eval_step"].astype(np.int64), c[k]
-            else:
+            got = _curve(c, k)
+            if got is None:
                 continue
+            steps, vals = got
             t = np.interp(steps, c["sampled_step"], c["time"].astype(np.float64)) - float(c["time"][0])
-            frames.append(pd.DataFrame({"run_id": rid, "key": k, "step": steps, "value": vals, "t": t}))
+            for col, v in zip(cols, (np.full(len(steps), rid, dtype=object), np.full(len(steps), k, dtype=object), steps, vals, t)):
+                parts[col].append(v)
+    frames = [pd.DataFrame({c: np.concatenate(v) for c, v in parts.items()})] if parts["step"] else []
     if missing:
         frames.append(_metric_rows(rs, missing, keys))
     if not frames:
         return pd.DataFrame(columns=cols)
-    return pd.concat(frames, ignore_index=True)[cols]
+    return pd.concat(frames, ignore_index=True)[cols] if len(frames) > 1 else frames[0]
+
+
+def _curve(c: dict, k: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """(steps, values) of curve ``k`` of one run's arrays, or None where it has none."""
+    if k in ("loss", "grad_norm", "suboptimality", "epoch"):
+        steps = np.arange(len(c["loss"]))
+        if k in c:
+            return steps, c[k].astype(np.float64)
+        if k == "epoch" and "epoch_per_step" in c:  # curves.npz kept the factor
+            return steps, steps * float(c["epoch_per_step"])
+        return None
+    if k in c and "eval_step" in c:
+        return c["eval_step"].astype(np.int64), np.asarray(c[k], dtype=np.float64)
+    return None
 
 
 def _metric_rows(rs: RunSet, run_ids: list[str], keys: tuple[str, ...]):

@@ -42,14 +42,16 @@ def _type(name: str):
     return pa.float64() if name.startswith("metrics.") else pa.string()
 
 
-def read_run_tables(folder: Path):
-    """Every run table in ``folder`` as one DataFrame (columns a file lacks are null in its rows), or
-    None when there is none."""
+def read_run_tables(folders: list[Path], run_ids: list[str]):
+    """The rows of ``run_ids`` in the run tables of ``folders``, as one DataFrame (a column that a file
+    lacks is null in its rows; a run in several files once), or None when no file holds one."""
     import pyarrow as pa
+    import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    files = sorted(folder.glob("*.parquet")) if folder.is_dir() else []
+    files = [f for folder in folders if folder.is_dir() for f in sorted(folder.glob("*.parquet"))]
     if not files:
         return None
-    tables = [pq.read_table(f, use_threads=False) for f in files]
-    return pa.concat_tables(tables, promote_options="default").to_pandas()
+    t = pa.concat_tables([pq.read_table(f, use_threads=False) for f in files], promote_options="default")
+    t = t.filter(pc.is_in(t["run_id"], value_set=pa.array(run_ids, type=pa.string())))
+    return t.to_pandas().drop_duplicates("run_id") if t.num_rows else None
