@@ -39,8 +39,9 @@ demo-report: venv
 test: venv
 	$(PY) -m pytest -q -n auto
 
-# Benchmarks: each prints what it measured in one run and its ratios (about 25 minutes in all; the
-# headline installs benchopt into a scratch venv under ~/.cache/optbench-harness the first time).
+# Benchmarks: each prints what it measured in one run and its ratios (the longest is bench/scale.py's
+# 100,000-run sweep; the headline installs benchopt into a scratch venv under ~/.cache/optbench-harness
+# the first time).
 bench: venv
 	$(PY) bench/headline.py
 	$(PY) bench/scale.py

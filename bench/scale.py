@@ -16,7 +16,7 @@ Targets (issue 18): 100,000 runs <= 60 s, <= 1 GB peak (flat in the number of ru
 validation <= 2 s, report <= 10 s (also with --filter); 1,000,000 runs <= 10 min, <= 1.5 GB; one run
 <= 1 s beyond importing torch.
 
-    .venv/bin/python bench/scale.py [--reps 3] [--sizes 1,10,100,1000] [--million]
+    .venv/bin/python bench/scale.py [--reps 3] [--sizes 1,10,100,1000] [--million] [--against COMMIT]
 """
 
 from __future__ import annotations
@@ -37,16 +37,54 @@ OPTIMIZERS = "gd,momentum,nesterov,rmsprop,adam"
 LRS = ",".join(f"{v:.3g}" for v in np.logspace(-5, 0, 20))
 
 
-def timed(cmd: list[str], cwd: str) -> tuple[float, int, str]:
+READ = """
+from pathlib import Path
+from harness.store.reader import _sweep_frame
+from harness.store.tables import Tables
+t = Tables.open_sqlite(Path({db!r}))
+sweep = t.latest_sweep("1")
+df = _sweep_frame(t, "1", sweep) if {how!r} == "run_tables" else t.frame(t.members("1", sweep))
+assert len(df) > 0
+"""
+
+
+def timed(cmd: list[str], cwd: str, env: dict | None = None) -> tuple[float, int, str]:
     """(wall seconds, peak RSS in bytes, stdout) of a command, failing loudly."""
     t = time.perf_counter()
-    p = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    p = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     out = p.stdout.read()
     _, status, usage = os.wait4(p.pid, 0)
     dt = time.perf_counter() - t
     if os.waitstatus_to_exitcode(status) != 0:
         sys.exit(f"failed: {' '.join(cmd)}\n{out[-3000:]}")
     return dt, usage.ru_maxrss * 1024, out
+
+
+def sweep_cmd(tmp: str, seeds: int) -> list[str]:
+    return [sys.executable, "-m", "harness", "problem=rosenbrock", "steps=2000", f"tracking.uri=sqlite:///{tmp}/s.db", "-m",
+            f"optimizer={OPTIMIZERS}", f"lr={LRS}", f"seed=range({seeds})"]
+
+
+def against(commit: str) -> None:
+    """10,000 runs on ``commit`` (a detached worktree, first on PYTHONPATH) and on this tree, interleaved
+    old, new, new, old: time, bytes per run and peak memory, medians and the ratio."""
+    root = Path(__file__).resolve().parent.parent
+    old = tempfile.mkdtemp(prefix="scale-commit-")
+    subprocess.run(["git", "worktree", "add", "--detach", old, commit], cwd=root, check=True, capture_output=True)
+    got: dict[str, list] = {"old": [], "new": []}
+    try:
+        for which in ("old", "new", "new", "old"):
+            tmp = tempfile.mkdtemp(prefix="scale-")
+            env = {**os.environ, "PYTHONPATH": old if which == "old" else str(root)}
+            dt, peak, _ = timed(sweep_cmd(tmp, 100), tmp, env)
+            got[which].append((dt, size(tmp)[0] / 10_000, peak))
+            subprocess.run(["rm", "-rf", tmp])
+    finally:
+        subprocess.run(["git", "worktree", "remove", "--force", old], cwd=root, capture_output=True)
+    med = {w: [statistics.median(v[i] for v in got[w]) for i in range(3)] for w in got}
+    (to, bo, mo), (tn, bn, mn) = med["old"], med["new"]
+    print(f"10,000 runs, {commit} against this tree (interleaved, medians of 2): {to:.1f} s vs {tn:.1f} s (x{to / tn:.2f} faster), "
+          f"{bo / 1024:.1f} vs {bn / 1024:.1f} KB per run, {mo / 2**20:.0f} vs {mn / 2**20:.0f} MB peak")
 
 
 def size(tmp: str) -> tuple[int, int]:
@@ -62,6 +100,7 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--sizes", default="1,10,100,1000", help="seeds per size (runs = 100 x seeds)")
     ap.add_argument("--million", action="store_true", help="also 1,000,000 runs (10,000 seeds; ~15 GB of disk)")
+    ap.add_argument("--against", metavar="COMMIT", help="also time 10,000 runs on this git commit and on the working tree, interleaved")
     a = ap.parse_args()
     seeds = [int(s) for s in a.sizes.split(",")] + ([10000] if a.million else [])
     print(f"5 optimizers x 20 lrs x seeds, rosenbrock, 2,000 steps, fresh sqlite store ({os.cpu_count()} cores)")
@@ -69,9 +108,7 @@ def main() -> None:
     rows, keep = [], None
     for s in seeds:
         tmp = tempfile.mkdtemp(prefix="scale-")
-        cmd = [sys.executable, "-m", "harness", "problem=rosenbrock", "steps=2000", f"tracking.uri=sqlite:///{tmp}/s.db", "-m",
-               f"optimizer={OPTIMIZERS}", f"lr={LRS}", f"seed=range({s})"]
-        dt, peak, out = timed(cmd, tmp)
+        dt, peak, out = timed(sweep_cmd(tmp, s), tmp)
         n = 100 * s
         valid = float(re.search(r"validated in ([0-9.]+) s", out).group(1))
         b, du = size(tmp)
@@ -82,6 +119,8 @@ def main() -> None:
         keep = tmp
     for (n0, t0, *_, m0), (n1, t1, *_, m1) in zip(rows, rows[1:]):
         print(f"  {n0} -> {n1} runs: x{t1 / t0:.1f} time, x{m1 / m0:.2f} peak memory for x{n1 / n0:.0f} runs")
+    if a.against:
+        against(a.against)
     n, dt, valid, per, du, peak = rows[-1]
     uri = f"sqlite:///{keep}/s.db"
     report = [sys.executable, "-m", "harness.report", "--uri", uri, "--no-attach"]
@@ -92,6 +131,10 @@ def main() -> None:
         one.append(timed([sys.executable, "-m", "harness", f"tracking.uri={uri}", "seed=12345"], keep)[0])
         imp.append(timed([sys.executable, "-c", "import torch"], keep)[0])
     R, F, ONE, IMP = (statistics.median(v) for v in (rep, flt, one, imp))
+    reads = {how: timed([sys.executable, "-c", READ.format(db=f"{keep}/s.db", how=how)], keep) for how in ("run_tables", "mlflow_tables")}
+    (t_rt, m_rt, _), (t_ml, m_ml, _) = reads["run_tables"], reads["mlflow_tables"]
+    print(f"reading the {n} runs back (process start included): from the run tables {t_rt:.1f} s, {m_rt / 2**20:.0f} MB peak; "
+          f"from MLflow's tables {t_ml:.1f} s, {m_ml / 2**20:.0f} MB peak: x{t_ml / t_rt:.1f} the time")
     print(f"report over {n} runs: {R:.1f} s; with --filter over the {n // 5} adam runs: {F:.1f} s (medians of {a.reps}, process start included)")
     print(f"one run into that store: {ONE:.2f} s; `import torch` alone {IMP:.2f} s -> {ONE - IMP:.2f} s beyond it, x{ONE / IMP:.2f} (medians of {a.reps})")
     at = {r[0]: r for r in rows}
