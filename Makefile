@@ -48,6 +48,7 @@ bench: venv
 	$(PY) bench/cnn.py
 	$(PY) bench/parallel.py
 	$(PY) bench/torch_classes.py
+	$(PY) bench/threads.py
 
 lint: venv
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
