@@ -119,12 +119,14 @@ ONE_THREAD_BELOW = 2**18  # parameter elements of a batch below which its ops ru
 
 
 @contextmanager
-def threads_for(x: torch.Tensor):
-    """One intra-op thread for a batch of small tensors. torch hands an element-wise op of a few
-    thousand elements (sqrt, exp) to its OpenMP threads, and on a busy machine that hand-off costs
-    milliseconds per op where one thread takes microseconds (``bench/threads.py`` measures it)."""
+def threads_for(x: torch.Tensor, data: bool):
+    """One intra-op thread for a batch of small tensors on a problem without a dataset. torch hands an
+    element-wise op of a few thousand elements (sqrt, exp) to its OpenMP threads, and on a busy machine
+    that hand-off costs milliseconds per op where one thread takes microseconds (``bench/threads.py``
+    measures it). A problem with a dataset (``data``: the CNN's convolutions over a mini-batch) keeps
+    torch's threads: its work per step grows with the examples, not the parameters."""
     before = torch.get_num_threads()
-    if x.numel() < ONE_THREAD_BELOW:
+    if x.numel() < ONE_THREAD_BELOW and not data:
         torch.set_num_threads(1)
     try:
         yield
@@ -134,7 +136,7 @@ def threads_for(x: torch.Tensor):
 
 def run_batch(batch: Batch) -> runner.BatchResult:
     x = batch.problem.init()
-    with threads_for(x):
+    with threads_for(x, data=getattr(batch.problem, "samples", None) is not None):
         return _run(batch, x)
 
 
