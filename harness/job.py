@@ -287,4 +287,5 @@ def run_job(cfg: DictConfig) -> list[dict]:
                     **r.summary,
                 }
             )
+        del batch, members  # before the next part runs: memory holds one part's curves, not two
     return out

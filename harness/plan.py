@@ -315,7 +315,7 @@ def _shape(c: Cfg, overrides: list[str]) -> tuple | None:
     return tuple(rest), tuple(sorted(numeric))
 
 
-CURVE_BYTES = 256 * 2**20  # what a batch's in-memory curves may take; a larger batch runs as consecutive parts
+CURVE_BYTES = 128 * 2**20  # what a batch's in-memory curves may take; a larger batch runs as consecutive parts
 
 
 def part_size(c: Cfg) -> int:
