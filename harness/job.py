@@ -115,6 +115,14 @@ def _torch_step(batch: Batch, x: torch.Tensor):
 
 
 def run_batch(batch: Batch) -> runner.BatchResult:
+    """Run a batch's members together; on a device other than the CPU, every tensor made on the way lives there."""
+    if batch.device == "cpu":  # no device context: it would add a Python call to every torch operation
+        return _run_batch(batch)
+    with torch.device(batch.device):
+        return _run_batch(batch)
+
+
+def _run_batch(batch: Batch) -> runner.BatchResult:
     x = batch.problem.init()
     step_evals = None  # one gradient evaluation per update, unless the step counts its own
     if batch.torch_class is None:
