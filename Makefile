@@ -47,6 +47,7 @@ bench: venv
 	$(PY) bench/cnn.py
 	$(PY) bench/parallel.py
 	$(PY) bench/torch_classes.py
+	$(PY) bench/gpu.py
 
 lint: venv
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -249,20 +250,13 @@ def test_the_readme_example_runs_batched_from_the_command_line(tmp_path, store):
     import shutil
     from pathlib import Path
 
-    shutil.copytree(Path(__file__).resolve().parent.parent / "examples", tmp_path / "examples")
-    p = run_cli(
-        [
-            *WINE,
-            "optimizer=adam",
-            "batch_size=32",
-            "steps=300",
-            f"tracking.uri={store}",
-            "-m",
-            "lr=1e-3,1e-2",
-            "seed=range(3)",
-        ],
-        cwd=tmp_path,
-    )
+    root = Path(__file__).resolve().parent.parent
+    args = [*WINE, "optimizer=adam", "batch_size=32", "steps=300", "-m", "lr=1e-3,1e-2", "seed=range(3)"]
+    assert (
+        "python -m harness " + " ".join(args[:-1]) + ' "seed=range(3)"' in (root / "README.md").read_text()
+    )  # as written there
+    shutil.copytree(root / "examples", tmp_path / "examples")
+    p = run_cli([*args, f"tracking.uri={store}"], cwd=tmp_path)
     assert p.returncode == 0, p.stderr
     _, runs = sweep_runs(store)
     assert len(runs) == 6
@@ -272,3 +266,29 @@ def test_the_readme_example_runs_batched_from_the_command_line(tmp_path, store):
     assert best >= 0.9
     hist = MlflowClient(store).get_metric_history(runs[0].info.run_id, "val_loss")
     assert [h.step for h in hist] == [0, 100, 200, 300]
+
+
+@pytest.mark.slow
+def test_the_readme_mlp_line_runs_batched_full_batch_and_learns(tmp_path, store):
+    args = [
+        "problem=mlp",
+        "problem.activation=tanh",
+        "problem.loss=mse",
+        "optimizer=gd",
+        "steps=200",
+        "-m",
+        "lr=0.02,0.05,0.1",
+        "seed=range(2)",
+    ]
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    assert "python -m harness " + " ".join(args[:-1]) + ' "seed=range(2)"' in readme  # as written there
+    p = run_cli([*args, f"tracking.uri={store}"], cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    _, runs = sweep_runs(store)
+    assert len(runs) == 6 and len({r.data.tags["harness.curves"] for r in runs}) == 1  # one batch
+    acc = {
+        r.data.params["seed"]: round(r.data.metrics["final_test_accuracy"], 3)
+        for r in runs
+        if r.data.params["lr"] == "0.1"
+    }
+    assert acc == {"0": 0.889, "1": 0.886}  # as the README says
