@@ -10,7 +10,7 @@ Each point is ``harness.job.run_batch`` (the batched loop with its stopping rule
 the store), timed after one warm-up run on the same device; the final losses of the CUDA run are
 compared with the CPU's (largest relative difference). Rows print as they finish.
 
-    .venv/bin/python bench/gpu.py                  # everything; about a minute on a 16-core machine with a GPU
+    .venv/bin/python bench/gpu.py                  # everything
     .venv/bin/python bench/gpu.py --max-members 10000 --mlp-members 16,128
 """
 

@@ -40,10 +40,10 @@ def model_factory(model):
         return model
     if not isinstance(model, str) or "." not in model:
         raise ConfigError(
-            f"problem.model={model!r} is not allowed; allowed: the import path of an nn.Module class or factory, such as examples.mlp.Net"
+            f"problem.model={model!r} is not allowed; allowed: the import path of an nn.Module class or factory, such as examples.wine_mlp.WineNet"
         )
     factory = imported(
-        "problem.model", model, "the import path of an nn.Module class or factory, such as examples.mlp.Net"
+        "problem.model", model, "the import path of an nn.Module class or factory, such as examples.wine_mlp.WineNet"
     )
     if isinstance(factory, torch.nn.Module) or not callable(factory):
         raise ConfigError(

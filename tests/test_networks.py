@@ -292,3 +292,23 @@ def test_the_readme_mlp_line_runs_batched_full_batch_and_learns(tmp_path, store)
         if r.data.params["lr"] == "0.1"
     }
     assert acc == {"0": 0.889, "1": 0.886}  # as the README says
+
+
+def test_a_bad_model_from_the_command_line_exits_2_in_one_line_and_stores_nothing(tmp_path):
+    p = run_cli(
+        [
+            "problem=module",
+            "problem.model=nowhere.Net",
+            "problem.data=nowhere.data",
+            "steps=5",
+            f"tracking.uri=sqlite:///{tmp_path / 'm.db'}",
+        ],
+        cwd=tmp_path,
+    )
+    err = p.stderr.strip()
+    assert p.returncode == 2 and "Traceback" not in p.stderr + p.stdout and len(err.splitlines()) == 1, p.stderr
+    assert (
+        err
+        == "error: problem.model='nowhere.Net' cannot be imported (ModuleNotFoundError: No module named 'nowhere'); allowed: the import path of an nn.Module class or factory, such as examples.wine_mlp.WineNet"
+    )
+    assert not (tmp_path / "m.db").exists() and not (tmp_path / "mlruns").exists()
