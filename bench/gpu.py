@@ -8,7 +8,8 @@
 
 Each point is ``harness.job.run_batch`` (the batched loop with its stopping rules and curves, without
 the store), timed after one warm-up run on the same device; the final losses of the CUDA run are
-compared with the CPU's (largest relative difference). Rows print as they finish.
+compared with the CPU's (largest relative difference). Rows print as they finish; once ``--max-seconds``
+(180) have passed, the rows left are skipped, each with a line saying so.
 
     .venv/bin/python bench/gpu.py                  # everything
     .venv/bin/python bench/gpu.py --max-members 10000 --mlp-members 16,128
@@ -103,6 +104,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--max-members", type=int, default=10**6, help="largest headline batch (default 10^6)")
     ap.add_argument("--mlp-members", default="16,128,1024", help="MLP batch sizes, comma-separated")
+    ap.add_argument(
+        "--max-seconds", type=float, default=180.0, help="start no further row after this many seconds (default 180)"
+    )
     a = ap.parse_args()
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     gpu = torch.cuda.get_device_name(0) if "cuda" in devices else "none: torch sees no CUDA device, CPU only"
@@ -112,11 +116,13 @@ def main() -> None:
         head += ["cuda/cpu", "max rel. diff of final losses"]
     print("  ".join(head), flush=True)
     t0 = time.perf_counter()
-    for members, steps in HEADLINE:
-        if members <= a.max_members:
-            row("rosenbrock", headline_batch, members, steps, devices)
-    for members in (int(m) for m in a.mlp_members.split(",") if m):
-        row("mlp", mlp_batch, members, MLP_STEPS, devices)
+    rows = [("rosenbrock", headline_batch, m, s) for m, s in HEADLINE if m <= a.max_members]
+    rows += [("mlp", mlp_batch, int(m), MLP_STEPS) for m in a.mlp_members.split(",") if m]
+    for name, build, members, steps in rows:
+        if time.perf_counter() - t0 > a.max_seconds:
+            print(f"{name:<10}  {members:>9,}  skipped: past --max-seconds {a.max_seconds:g}", flush=True)
+            continue
+        row(name, build, members, steps, devices)
     print(f"done in {time.perf_counter() - t0:.1f} s", flush=True)
 
 

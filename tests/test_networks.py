@@ -312,3 +312,11 @@ def test_a_bad_model_from_the_command_line_exits_2_in_one_line_and_stores_nothin
         == "error: problem.model='nowhere.Net' cannot be imported (ModuleNotFoundError: No module named 'nowhere'); allowed: the import path of an nn.Module class or factory, such as examples.wine_mlp.WineNet"
     )
     assert not (tmp_path / "m.db").exists() and not (tmp_path / "mlruns").exists()
+
+
+def test_problem_name_labels_your_network_in_run_names_and_tags():
+    from harness.job import results
+
+    (batch,), _ = plan(make_cfg(*WINE, "problem.name=wine", "steps=3"))
+    (m,) = results(batch, run_batch(batch))
+    assert m.name.startswith("adam-wine-lr=") and m.tags["problem"] == "wine"
