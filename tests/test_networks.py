@@ -320,3 +320,24 @@ def test_problem_name_labels_your_network_in_run_names_and_tags():
     (batch,), _ = plan(make_cfg(*WINE, "problem.name=wine", "steps=3"))
     (m,) = results(batch, run_batch(batch))
     assert m.name.startswith("adam-wine-lr=") and m.tags["problem"] == "wine"
+
+
+def test_the_cnn_keeps_the_numbers_it_had_before_it_became_a_network_problem():
+    """Losses and test accuracies recorded with the CNN's former hand-written problem (commit e4ebc37)."""
+    common = ("problem=cnn", "optimizer=momentum", "lr=0.05", "batch_size=64", "steps=30", "problem.eval_every=10")
+    (one,), _ = plan(make_cfg(*common))
+    res = run_batch(one)
+    np.testing.assert_allclose(
+        res.loss[[0, 10, 20, 30], 0],
+        [2.3272228240966797, 2.0843377113342285, 1.0456750392913818, 1.008003830909729],
+        rtol=1e-6,
+    )
+    np.testing.assert_allclose(
+        res.evals["test_accuracy"][1][:, 0],
+        [0.1532033426183844, 0.42618384401114207, 0.713091922005571, 0.7883008356545961],
+    )
+    grid = members({"lr": 0.01, "seed": 0}, {"lr": 0.05, "seed": 1}, {"lr": 0.1, "seed": 2})
+    (three,), _ = plan(make_cfg(*common, grid))
+    np.testing.assert_allclose(
+        run_batch(three).loss[30], [2.038919448852539, 0.5257595777511597, 0.29705294966697693], rtol=1e-6
+    )
