@@ -48,14 +48,29 @@ def digits_forward(p: dict[str, Tensor], x: Tensor) -> Tensor:
 
 class CNN(NetworkProblem):
     name = "cnn"
+    fixed = (*NetworkProblem.fixed, "loss")  # always cross-entropy
 
     def __init__(self, channels=(16, 32), val_fraction=0.2, test_fraction=0.2, data_seed=0, eval_every=100, **kw):
-        ok = isinstance(channels, (list, tuple)) and len(channels) == 2 and all(isinstance(c, int) and c > 0 for c in channels)
+        ok = (
+            isinstance(channels, (list, tuple))
+            and len(channels) == 2
+            and all(isinstance(c, int) and c > 0 for c in channels)
+        )
         if not ok:
             raise ConfigError(f"problem.channels={channels!r} is not allowed; allowed: two integers > 0")
         X, y, train, val, test = digits(val_fraction, test_fraction, data_seed)
-        super().__init__(functools.partial(DigitsNet, *channels), X.reshape(-1, 1, 8, 8), y, train, val, test, "cross_entropy", eval_every,
-                         what="problem=cnn", **kw)
+        super().__init__(
+            functools.partial(DigitsNet, *channels),
+            X.reshape(-1, 1, 8, 8),
+            y,
+            train,
+            val,
+            test,
+            "cross_entropy",
+            eval_every,
+            what="problem=cnn",
+            **kw,
+        )
 
     def _start_rows(self, params: dict[str, Tensor]) -> Tensor:
         """torch's default layer init, U(-1/sqrt(fan_in), 1/sqrt(fan_in)), from each member's numpy stream."""

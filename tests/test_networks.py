@@ -230,6 +230,10 @@ BAD = {
         ["problem=mlp", "problem.activation=swish"],
         "problem.activation='swish' is not allowed; allowed: relu, tanh, gelu, sigmoid, softplus, identity",
     ),
+    "a loss for the cnn": (
+        ["problem=cnn", "+problem.loss=mse"],
+        "unknown key 'problem.loss'; allowed: channels, val_fraction, test_fraction",
+    ),
     "zero width": (["problem=mlp", "problem.width=0"], "problem.width=0 is not allowed; allowed: an integer >= 1"),
     "batch above the training split": (
         ["problem=mlp", "batch_size=2000"],
