@@ -88,10 +88,6 @@ class NetworkProblem(DataProblem):
         self.f_star, self.minima = None, []
         self.stream = self.batches() if self.batch_size else None
         self.one_at_a_time = self._why_not_batched() if self.batch > 1 else None
-        if self.one_at_a_time:
-            log.warning(
-                f"{self.what} cannot run batched under torch.func.vmap ({self.one_at_a_time}); its {self.batch} members run one at a time"
-            )
 
     # -- building -----------------------------------------------------------------------------------
     def _network(self, seed: int, dtype: torch.dtype) -> nn.Module:
@@ -178,7 +174,13 @@ class NetworkProblem(DataProblem):
 
     # -- running --------------------------------------------------------------------------------------
     def init(self) -> Tensor:
-        """Each member's own initialisation (the module's, from its seed), unless ``x0`` is given; buffers restart too."""
+        """Each member's own initialisation (the module's, from its seed), unless ``x0`` is given; buffers restart too.
+        A run starts here, so this is where a batch that runs one member at a time says so (once per run, not
+        again when a sweep validates its members)."""
+        if self.one_at_a_time:
+            log.warning(
+                f"{self.what} cannot run batched under torch.func.vmap ({self.one_at_a_time}); its {self.batch} members run one at a time"
+            )
         self.buffers = {k: v.clone() for k, v in self._buffers0.items()}
         if self.x0 is not None:
             return torch.tensor(self.x0, dtype=self.dtype).expand(self.batch, self.dim).clone()
