@@ -49,6 +49,7 @@ bench: venv
 	$(PY) bench/parallel.py
 	$(PY) bench/torch_classes.py
 	$(PY) bench/threads.py
+	$(PY) bench/gpu.py
 
 lint: venv
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .

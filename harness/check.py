@@ -22,7 +22,7 @@ from optimizers.base import Optimizer
 def _first_difference(a: torch.Tensor, b: torch.Tensor, rtol: float) -> float | None:
     """The largest relative difference if above ``rtol`` (NaN and inf must match exactly), else None."""
     same_nonfinite = (~torch.isfinite(a) | ~torch.isfinite(b)) & ((a == b) | (torch.isnan(a) & torch.isnan(b)))
-    diff = ((a - b).abs() / b.abs().clamp_min(1e-300)).where(~same_nonfinite, torch.zeros_like(a))
+    diff = ((a - b).abs() / b.abs().clamp_min(torch.finfo(b.dtype).tiny)).where(~same_nonfinite, torch.zeros_like(a))
     worst = float(torch.nan_to_num(diff, nan=float("inf")).max())
     return worst if worst > rtol else None
 

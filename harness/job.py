@@ -135,6 +135,14 @@ def threads_for(x: torch.Tensor, data: bool):
 
 
 def run_batch(batch: Batch) -> runner.BatchResult:
+    """Run a batch's members together; on a device other than the CPU, every tensor made on the way lives there."""
+    if batch.device == "cpu":  # no device context: it would add a Python call to every torch operation
+        return _run_batch(batch)
+    with torch.device(batch.device):
+        return _run_batch(batch)
+
+
+def _run_batch(batch: Batch) -> runner.BatchResult:
     x = batch.problem.init()
     with threads_for(x, data=getattr(batch.problem, "samples", None) is not None):
         return _run(batch, x)

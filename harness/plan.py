@@ -26,11 +26,12 @@ from harness.runner import StopRules
 from optimizers.base import ConfigError, Optimizer
 from optimizers.torch_batched import elementwise
 
-TOP_KEYS = ["problem", "optimizer", "schedule", "lr", "steps", "seed", "dtype", "batch_size", "stop", "stats", "tracking", "members"]
+TOP_KEYS = ["problem", "optimizer", "schedule", "lr", "steps", "seed", "dtype", "device", "batch_size", "stop", "stats", "tracking", "members"]
 STOP_KEYS = ["grad_tol", "x_tol", "target_loss", "divergence_factor"]
 STATS_KEYS = ["targets", "basin_tol"]
 TRACKING_KEYS = ["uri", "experiment", "parent_run_id", "swept", "resume"]
 DTYPES = {"float64": torch.float64, "float32": torch.float32}
+DEVICES = ("auto", "cpu", "cuda")
 META_KEYS = ("_target_", "name")  # problem / optimizer keys that are not constructor arguments
 
 
@@ -51,6 +52,7 @@ class Batch:
     hashes: list[str] | None = None  # config_hash of each member, as composed (tagged on its run)
     schedule: dict | None = None  # harness/schedules.py; None or name "constant": the lr as given
     code: dict | None = None  # the source files computing these members, {name: hash} (harness/fingerprint.py)
+    device: str = "cpu"  # where every tensor of the batch lives (resolve_device)
 
     @functools.cached_property
     def code_hash(self) -> str:
@@ -162,6 +164,16 @@ def effective_lr(c: Cfg) -> Any:
     return c["lr"] if c.get("lr") is not None else c["optimizer"].get("lr")
 
 
+def resolve_device(value: Any) -> str:
+    """``cpu`` or ``cuda`` for the ``device`` key: ``auto`` takes CUDA where torch sees it."""
+    _require("device", value, isinstance(value, str) and value in DEVICES, " | ".join(DEVICES))
+    cuda = torch.cuda.is_available()
+    if value == "cuda" and not cuda:
+        build = "a CPU-only build" if torch.version.cuda is None else f"built for CUDA {torch.version.cuda}"
+        raise ConfigError(f"device=cuda is not allowed: torch {torch.__version__} ({build}) sees no CUDA device here; allowed: auto or cpu")
+    return ("cuda" if cuda else "cpu") if value == "auto" else value
+
+
 def validate_common(c: Cfg) -> None:
     """Checks that need only one member's config."""
     _unknown("", c.keys(), TOP_KEYS)
@@ -174,6 +186,7 @@ def validate_common(c: Cfg) -> None:
     _require("steps", steps, isinstance(steps, int) and not isinstance(steps, bool) and steps > 0, "an integer > 0")
     _require("seed", seed, isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0, "an integer >= 0")
     _require("dtype", c.get("dtype"), c.get("dtype") is None or c.get("dtype") in DTYPES, " | ".join(DTYPES) + " | null")
+    resolve_device(c.get("device", "cpu"))
     stop = c["stop"]
     for k in ("grad_tol", "x_tol", "target_loss"):
         v = stop.get(k)
@@ -236,9 +249,12 @@ def build_batch(members: list[Cfg]) -> Batch:
             raise ConfigError(f"batch_size={bs!r} is not allowed for problem {first['problem'].get('name')}; allowed: null "
                               "(mini-batches are for data problems; use problem.grad_noise for noisy gradients)")
         pk["batch_size"] = bs
-    problem = problem_cls(**pk, seeds=seeds, dtype=dtype)
-
+    device = resolve_device(first.get("device", "cpu"))
+    with torch.device(device):
+        problem = problem_cls(**pk, seeds=seeds, dtype=dtype)
     target = import_target("optimizer._target_", first["optimizer"]["_target_"])
+    code = fingerprint(target, problem_cls, *getattr(problem, "sources", ()))  # sources: a network problem's own model code
+
     stop = first["stop"]
     schedule = schedules.validate(first.get("schedule", {"name": "constant"}), int(first["steps"]))
     rules = StopRules(
@@ -260,7 +276,7 @@ def build_batch(members: list[Cfg]) -> Batch:
                 raise ConfigError(f"optimizer ({c['optimizer']['_target_']}): {str(e).splitlines()[0]}") from None
             kws.append(kw)
         assert len(members) == 1 or elementwise(target, kws[0], dtype), "coupled torch.optim classes run one member at a time"
-        return Batch(members, problem, None, target, kws, rules, dtype, hashes, schedule, fingerprint(target, problem_cls))
+        return Batch(members, problem, None, target, kws, rules, dtype, hashes, schedule, code, device)
 
     if not callable(target):
         raise ConfigError(f"optimizer._target_={first['optimizer']['_target_']!r} is not allowed; allowed: an optimizer factory or a torch.optim.Optimizer class")
@@ -270,12 +286,13 @@ def build_batch(members: list[Cfg]) -> Batch:
         per_member[k] = values if all(is_number(x) or isinstance(x, list) for x in values) else v
     per_member["lr"] = [float(effective_lr(c)) for c in members]
     _check_signature("optimizer", target, per_member)
-    opt = target(**per_member, batch=len(members), dtype=dtype)
+    with torch.device(device):
+        opt = target(**per_member, batch=len(members), dtype=dtype)
     if schedule["name"] != "constant" and not (isinstance(getattr(opt, "hyperparams", None), dict) and "lr" in opt.hyperparams):
         raise ConfigError(f"schedule={schedule['name']} needs an optimizer that exposes its lr tensor; optimizer._target_="
                           f"{first['optimizer']['_target_']} does not; allowed: schedule=constant, or return "
                           "Optimizer(init, update, hyperparams={'lr': lr}) and read lr in update")
-    return Batch(members, problem, opt, None, [], rules, dtype, hashes, schedule, fingerprint(target, problem_cls))
+    return Batch(members, problem, opt, None, [], rules, dtype, hashes, schedule, code, device)
 
 
 def structure_key(c: Cfg) -> str:

@@ -88,13 +88,14 @@ def run(
     for (one number for all members, or one per member); without it each update counts 1."""
     T, (B, d) = rules.steps, x.shape
     ref = 0.0 if f_ref is None else f_ref
-    loss = torch.empty(T + 1, B, dtype=torch.float64)
-    gnorm = torch.empty(T + 1, B, dtype=torch.float64)
-    traj = torch.empty(T + 1, B, d, dtype=torch.float64) if d <= 2 else None
+    dev = x.device  # the curves stay where x is until the end: no copy to the host per step
+    loss = torch.empty(T + 1, B, dtype=torch.float64, device=dev)
+    gnorm = torch.empty(T + 1, B, dtype=torch.float64, device=dev)
+    traj = torch.empty(T + 1, B, d, dtype=torch.float64, device=dev) if d <= 2 else None
     elapsed = np.zeros(T + 1)
     code = np.zeros(B, dtype=np.int64)  # index into REASONS; 0 while running
     stop_step = np.full(B, T, dtype=np.int64)
-    active = torch.ones(B, dtype=torch.bool)
+    active = torch.ones(B, dtype=torch.bool, device=dev)
     all_active = True
     small_step = None
     limit = None
@@ -125,12 +126,13 @@ def run(
             any_hit = any_hit | h
         # 2. bookkeeping only on the (rare) steps where some active member stops
         if t == T or bool((any_hit if all_active else any_hit & active).any()):
-            why = np.where(active.numpy(), 5 if t == T else 0, 0)
+            running = active.cpu().numpy()
+            why = np.where(running, 5 if t == T else 0, 0)
             for c, h in reversed(hits):  # reversed so the first rule in the list wins
-                why = np.where(h.numpy() & active.numpy(), c, why)
+                why = np.where(h.cpu().numpy() & running, c, why)
             newly = why > 0
             code[newly], stop_step[newly] = why[newly], t
-            active = torch.from_numpy(code == 0)
+            active = torch.from_numpy(code == 0).to(dev)
             all_active = False
         done = not all_active and not bool(active.any())
         if evaluate is not None and (t == T or done or (eval_every and t % eval_every == 0)):
@@ -145,20 +147,20 @@ def run(
         if not all_active:
             x_new = torch.where(active.view(-1, *([1] * (x.dim() - 1))), x_new, x)
         if cum is not None:  # stopped members' updates are thrown away: they cost nothing
-            cum[t + 1] = cum[t] + np.where(active.numpy(), np.asarray(step_evals(), dtype=np.int64), 0)
+            cum[t + 1] = cum[t] + np.where(active.cpu().numpy(), np.asarray(step_evals(), dtype=np.int64), 0)
         if rules.x_tol is not None:
             small_step = torch.linalg.vector_norm((x_new - x).flatten(1), dim=1) <= rules.x_tol
         x = x_new
     n = t + 1
     return BatchResult(
-        loss=loss[:n].numpy(),
-        grad_norm=gnorm[:n].numpy(),
-        trajectory=None if traj is None else traj[:n].numpy(),
+        loss=loss[:n].cpu().numpy(),
+        grad_norm=gnorm[:n].cpu().numpy(),
+        trajectory=None if traj is None else traj[:n].cpu().numpy(),
         stop_step=stop_step,
         reason=[REASONS[c] for c in code.tolist()],
         elapsed=elapsed[:n],
-        final_x=x.detach().to(torch.float64).numpy(),
+        final_x=x.detach().to(torch.float64).cpu().numpy(),
         started_at=started_at,
-        evals={k: (np.array(eval_steps), torch.stack(v).numpy()) for k, v in eval_vals.items()},
+        evals={k: (np.array(eval_steps), torch.stack(v).cpu().numpy()) for k, v in eval_vals.items()},
         grad_evals=None if cum is None else cum[:n],
     )

@@ -125,8 +125,8 @@ class Problem:
         gens = [torch.Generator().manual_seed(int(rng(s, "grad_noise").integers(2**62))) for s in self.seeds]
 
         def noisy(x: Tensor, g: Tensor, t: int) -> Tensor:
-            noise = torch.stack([torch.randn(g.shape[1:], generator=gen, dtype=torch.float64) for gen in gens])
-            return g + self.grad_noise * noise.to(g.dtype)
+            noise = torch.stack([torch.randn(g.shape[1:], generator=gen, dtype=torch.float64, device="cpu") for gen in gens])
+            return g + self.grad_noise * noise.to(g.device, g.dtype)  # drawn on the CPU: the same numbers on every device
 
         return noisy
 

@@ -46,7 +46,7 @@ SPLIT_NAMES = {"val": "validation", "test": "test"}
 AUTO = f"null (auto: {AUTO_FRACTION} with at least {AUTO_MIN_EXAMPLES} examples, else 0)"
 
 
-def _standardize(X: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
+def standardize_columns(X: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
     """z-scores per column with the mean and std of ``rows`` (the training split; all rows if None),
     so held-out examples do not leak into training; a column constant there is left as it is."""
     ref = X if rows is None else X[rows]
@@ -125,8 +125,8 @@ class DataProblem(Problem):
     intercept = True
     held_out: dict[str, tuple[Tensor, Tensor]] = {}
 
-    def __init__(self, X: np.ndarray, y: np.ndarray, x0=None, batch_size=None, **kw):
-        super().__init__(X.shape[1] + int(self.intercept), x0, (-1.0, 1.0), **kw)
+    def __init__(self, X: np.ndarray, y: np.ndarray, x0=None, batch_size=None, dim: int | None = None, **kw):
+        super().__init__(X.shape[1] + int(self.intercept) if dim is None else dim, x0, (-1.0, 1.0), **kw)
         self.X = torch.tensor(X, dtype=self.dtype)
         self.y = torch.tensor(y, dtype=self.dtype)
         self.samples = n = X.shape[0]
@@ -215,7 +215,7 @@ class DataProblem(Problem):
         while True:
             j = t % per_epoch
             if j == 0:
-                perms = torch.from_numpy(np.stack([g.permutation(n) for g in gens]))
+                perms = torch.from_numpy(np.stack([g.permutation(n) for g in gens])).to(self.X.device)
             yield perms[:, j * k : (j + 1) * k]
             t += 1
 
@@ -279,7 +279,7 @@ class LinearRegression(DataProblem):
             X, y = np.array([[1.0], [2.0], [3.0]]), np.array([2.0, 3.0, 4.0])
         train, val, test = split(len(y), val_fraction, test_fraction, data_seed, "data_split")
         if standardize and (is_path(dataset) or dataset == "diabetes"):
-            X = _standardize(X, train)
+            X = standardize_columns(X, train)
         self.dataset = dataset
         X, y = self._hold_out(X, y, train, val, test)
         super().__init__(X, y, **kw)
@@ -358,7 +358,7 @@ class LogisticRegression(DataProblem):
                               (("data_seed", data_seed), ("val_fraction", val_fraction), ("test_fraction", test_fraction)))
             raise ConfigError(f"{given} leave only class {y[train][0]:g} in the training split ({len(train)} examples); "
                               "allowed: a split whose training examples hold both classes")
-        X = _standardize(X, train) if standardize else X
+        X = standardize_columns(X, train) if standardize else X
         self.dataset, self.l2 = dataset, float(l2)
         X, y = self._hold_out(X, y, train, val, test)
         super().__init__(X, y, **kw)

@@ -80,6 +80,7 @@ def test_sgd_seeds_differ_and_repeat():
         ("logistic_regression", ("batch_size=32",)),
         ("linear_regression", ("batch_size=8", "problem.dataset=diabetes")),
         ("cnn", ("batch_size=16", "dtype=float64", "problem.eval_every=20")),
+        ("mlp", ("batch_size=16", "dtype=float64", "problem.eval_every=20", "problem.activation=tanh", "problem.loss=mse")),
         ("rosenbrock", ("problem.grad_noise=0.5",)),
     ],
 )

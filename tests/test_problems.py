@@ -138,6 +138,9 @@ def test_every_problem_config_builds(path):
     cfg = OmegaConf.to_container(OmegaConf.load(path))
     cls = import_target("problem._target_", cfg.pop("_target_"))
     assert cfg.pop("name") == path.stem == cls.name
+    if cls.name == "module":  # your own network and data: none by default
+        assert cfg["model"] is None and cfg["data"] is None
+        cfg.update(model="examples.wine_mlp.WineNet", data="examples.wine_mlp.wine")
     p = cls(**cfg, seeds=[0])
     assert p.init().shape == (1, p.dim)
     assert (p.f_star is None) == (not p.minima)  # f* is known exactly when the minima are (all but the CNN)

@@ -172,7 +172,7 @@ def test_the_cnn_logs_validation_and_test_metrics(tmp_path, store):
     res = run_batch(batch)
     cnn, x = batch.problem, torch.as_tensor(res.final_x, dtype=torch.float32)
     for k, (images, labels) in cnn.held_out.items():
-        lg = cnn.logits(x, images.view(-1, 1, 8, 8))[0]
+        lg = cnn.outputs(x, images.view(-1, 1, 8, 8))[0]
         assert r.data.metrics[f"final_{k}_loss"] == pytest.approx(float(torch.nn.functional.cross_entropy(lg, labels)), rel=1e-5)
         assert r.data.metrics[f"final_{k}_accuracy"] == pytest.approx(float((lg.argmax(-1) == labels).double().mean()), abs=1e-12)
 
