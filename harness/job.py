@@ -210,7 +210,7 @@ def flatten(d, prefix="") -> dict[str, str]:
 def record(r: MemberResult, f_star: float | None) -> RunRecord:
     """The MLflow run of one member: params (flattened resolved config), tags, curves (every step, for the
     batch's curves file, and the metric rows), config.yaml."""
-    cfg = {k: v for k, v in r.config.items() if k != "tracking"}
+    cfg = {k: v for k, v in r.config.items() if k not in ("tracking", "search")}
     params = flatten(cfg)
     params.update(problem=cfg["problem"]["name"], optimizer=cfg["optimizer"]["name"])
     curves = {"loss": r.loss, "grad_norm": r.grad_norm}
