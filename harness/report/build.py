@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from harness import analysis, summary
+from harness import analysis, summary, theory
 from harness import formatting as fmt
 from harness.findings import findings
 from harness.protocol import MIN_SPLIT
@@ -140,18 +140,33 @@ def _rate(v: float) -> str:
 
 
 def quadratic_theory(df: pd.DataFrame, prob: str) -> str:
-    """GD on the quadratic: predicted rate max(|1 - lr mu|, |1 - lr L|)^2 of f - f* against the measured one."""
-    g = df[(df.problem == prob) & (df.problem_name == "quadratic") & (df.optimizer == "gd")]
-    if g.empty or "metrics.linear_rate" not in g or g["params.problem.mu"].nunique() != 1 or g["params.problem.L"].nunique() != 1:
+    """On the quadratic: GD's predicted rate max(|1 - lr mu|, |1 - lr L|)^2 of f - f* against the measured
+    one, and each configuration's stability edge (harness/theory.py) against where its runs diverged."""
+    g = df[df.problem == prob]
+    consts, edges = theory.quadratic_constants(g), theory.edges(df, prob)
+    if consts is None or not edges:
         return ""
-    mu, L = float(g["params.problem.mu"].iloc[0]), float(g["params.problem.L"].iloc[0])
+    mu, L = consts
+    out = []
+    gd = g[g.config.isin([c for c, e in edges.items() if e.formula.startswith("2/L")])]
+    if len(gd) and "metrics.linear_rate" in gd:
+        rows = []
+        for (cfg, lr), s in gd.groupby(["config", "lr"]):
+            pred = max(abs(1 - lr * mu), abs(1 - lr * L)) ** 2
+            rows.append([cfg, fmt.lr(lr), f"{pred:.6f}" + (" (unstable)" if pred >= 1 else ""), _rate(s["metrics.linear_rate"].median()), f"{int(s['diverged'].sum())}/{len(s)}"])
+        out.append(f"GD on the quadratic (mu={mu:g}, L={L:g}): stable for lr < 2/L = {2 / L:.4g}; fastest at 2/(L+mu) = {2 / (L + mu):.4g}, "
+                   f"where f - f* contracts by ((L-mu)/(L+mu))^2 = {((L - mu) / (L + mu)) ** 2:.6f} per step.\n\n"
+                   + table(["configuration", "lr", "predicted rate of f - f*", "measured (median linear_rate)", "diverged"], rows) + "\n")
     rows = []
-    for (cfg, lr), s in g.groupby(["config", "lr"]):
-        pred = max(abs(1 - lr * mu), abs(1 - lr * L)) ** 2
-        rows.append([cfg, fmt.lr(lr), f"{pred:.6f}" + (" (unstable)" if pred >= 1 else ""), _rate(s["metrics.linear_rate"].median()), f"{int(s['diverged'].sum())}/{len(s)}"])
-    return (f"GD on the quadratic (mu={mu:g}, L={L:g}): stable for lr < 2/L = {2 / L:.4g}; fastest at 2/(L+mu) = {2 / (L + mu):.4g}, "
-            f"where f - f* contracts by ((L-mu)/(L+mu))^2 = {((L - mu) / (L + mu)) ** 2:.6f} per step.\n\n"
-            + table(["configuration", "lr", "predicted rate of f - f*", "measured (median linear_rate)", "diverged"], rows) + "\n")
+    for cfg in analysis.configs(g):
+        if cfg in edges:
+            e = edges[cfg]
+            below, above, div_below, div_above = theory.divergence_by_edge(g[g.config == cfg], e)
+            rows.append([cfg, f"{e.lr:.4g} ({e.formula})", fmt.lr(below) if below == below else "–", fmt.lr(above) if above == above else "–", div_below, div_above])
+    out.append("Stability edges (each configuration's own, from its hyperparameters) against the runs: theory says every run below "
+               "the edge stays bounded and the iterates grow at every lr above it.\n\n"
+               + table(["configuration", "edge (formula)", "largest lr below", "smallest lr at or above", "diverged below", "diverged at or above"], rows) + "\n")
+    return "\n".join(out)
 
 
 HOW_TO_READ = """\

@@ -17,7 +17,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from harness import analysis  # noqa: E402
+from harness import analysis, theory  # noqa: E402
 from harness.protocol import UNITS, cost_per_step  # noqa: E402
 from harness.store import RunSet, curves_of, read_curves, read_trajectory, run_curves  # noqa: E402
 
@@ -160,7 +160,7 @@ def loss_curves(rs: RunSet, df: pd.DataFrame, bests: pd.DataFrame, prob: str, un
 
 def lr_sensitivity(df: pd.DataFrame, prob: str, target: float, unit: str, col: dict, order: list[str], out: Path, name: str) -> str:
     """Final value vs lr (median line, per-seed dots, diverged runs as x at the top) and, where f* is
-    known, median cost to target vs lr, over every seed. On the quadratic, GD's stability edge 2/L and optimal step."""
+    known, median cost to target vs lr, over every seed. On the quadratic, each configuration's own stability edge."""
     g = df[df.problem == prob]
     fstar = bool(g["has_fstar"].all())
     fig, axes = plt.subplots(1, 2 if fstar else 1, figsize=(12 if fstar else 7, 4.6), layout="constrained", squeeze=False, sharex=True)
@@ -198,12 +198,7 @@ def lr_sensitivity(df: pd.DataFrame, prob: str, target: float, unit: str, col: d
         _fstar_line(a, floor, True)
     if not len(ok):
         a.text(0.5, 0.5, "every run diverged", transform=a.transAxes, ha="center", va="center", fontsize=12)
-    if g["problem_name"].iloc[0] == "quadratic" and {"params.problem.mu", "params.problem.L"} <= set(g.columns) and g["params.problem.L"].nunique() == 1 and g["params.problem.mu"].nunique() == 1:
-        mu, L = float(g["params.problem.mu"].iloc[0]), float(g["params.problem.L"].iloc[0])
-        for ax in [a] + ([b] if b is not None else []):
-            ax.axvline(2 / L, color="k", ls="--", lw=1)
-            ax.axvline(2 / (L + mu), color="k", ls=":", lw=1)
-        handles += [(a.plot([], [], "k--", lw=1)[0], "2/L: GD stability edge"), (a.plot([], [], "k:", lw=1)[0], "2/(L+mu): optimal GD step")]
+    _edges(g, theory.edges(df, prob), col, [a] + ([b] if b is not None else []), handles)
     a.set_xscale("log")
     if log_y:
         a.set_yscale("log")
@@ -223,6 +218,21 @@ def lr_sensitivity(df: pd.DataFrame, prob: str, target: float, unit: str, col: d
     fig.suptitle(f"{name}: learning-rate sensitivity")
     _legend_below(fig, [h for h, _ in handles], [lb for _, lb in handles])
     return _save(fig, out / f"lr_{_slug(prob)}.png")
+
+
+def _edges(g: pd.DataFrame, edges: dict, col: dict, axes: list, handles: list) -> None:
+    """Each configuration's stability edge in its own colour (harness/theory.py), and GD's optimal step
+    2/(L+mu) where a GD configuration ran."""
+    for cfg, e in edges.items():
+        c, _ = col[cfg]
+        for ax in axes:
+            ax.axvline(e.lr, color=c, ls="--", lw=1.2)
+        handles.append((axes[0].plot([], [], "--", color=c, lw=1.2)[0], f"{cfg}: stability edge {e.formula.split(',')[0]} = {e.lr:.3g}"))
+    if any(e.formula.startswith("2/L") for e in edges.values()):
+        mu, L = theory.quadratic_constants(g)
+        for ax in axes:
+            ax.axvline(2 / (L + mu), color="k", ls=":", lw=1)
+        handles.append((axes[0].plot([], [], "k:", lw=1)[0], "2/(L+mu): optimal GD step"))
 
 
 def runtime_distribution(df: pd.DataFrame, bests: pd.DataFrame, prob: str, unit: str, col: dict, out: Path, name: str) -> str | None:
