@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from harness import analysis, summary, theory
+from harness import analysis, summary, theory, tuning
 from harness import formatting as fmt
 from harness.findings import findings
 from harness.protocol import MIN_SPLIT
@@ -225,7 +225,7 @@ def _draw(i: int):
     return key, fn(*args)
 
 
-def render(rs: RunSet, a: analysis.Analysis, out: Path) -> dict:
+def render(rs: RunSet, a: analysis.Analysis, budget: pd.DataFrame, out: Path) -> dict:
     """Draw every figure; returns {key: file name or None}. Curves are read in the parent first (one
     query), then figures are drawn by two forked workers, which touch no store."""
     df, bests, target, units = a.df, a.bests, a.target, a.protocol.unit
@@ -241,6 +241,7 @@ def render(rs: RunSet, a: analysis.Analysis, out: Path) -> dict:
         figures.read_curves(rs, ids, (key, *tests))  # prefetch into the cache
         jobs += [(("curves", prob), figures.loss_curves, (rs, df, bests, prob, units[prob], col, out, prob)),
                  (("lr", prob), figures.lr_sensitivity, (df, prob, target, units[prob], col, order, out, prob)),
+                 (("tuning", prob), figures.tuning_budget, (budget, prob, col, order, out, prob)),
                  (("ecdf", prob), figures.runtime_distribution, (df, bests, prob, units[prob], col, out, prob)),
                  (("trajectories", prob), figures.trajectories, (rs, df, bests, prob, col, out, prob))]
         if g["global"].notna().all() and "tags.basin" in g:
@@ -290,11 +291,12 @@ def build(rs: RunSet, out: Path, name: str, target: float, tune="half", select: 
     md += ["## Findings", ""] + [f"- {f}" for f in findings(a)]
     md += ["", "## Summary", "", "Per problem, configurations ranked best first (see *How to read*).", "", summary_table(a), ""]
     md += protocol_section(a)
-    figs = render(rs, a, out)
+    budget = tuning.budget(a)
+    figs = render(rs, a, budget, out)
     if figs.get("profile"):
         md += ["### Across problems", "", f"![performance profile]({figs['profile']})", ""]
     md += ["## Set-up", "", setup(rs, df)]
-    md += per_problem(df, figs)
+    md += per_problem(df, figs, budget, searched(rs, df))
     md += ["## How to read this report", "",
            HOW_TO_READ.format(factor=analysis.FACTOR, solved=analysis.SOLVED, digits=analysis.DIGITS, min_split=MIN_SPLIT, target=target)]
     path = out / "report.md"
@@ -302,7 +304,34 @@ def build(rs: RunSet, out: Path, name: str, target: float, tune="half", select: 
     return path
 
 
-def per_problem(df: pd.DataFrame, figs: dict) -> list[str]:
+def searched(rs: RunSet, df: pd.DataFrame) -> list[str]:
+    """The sampled search spaces of the sweeps these runs come from (tag ``harness.search``)."""
+    ids = set(df["tags.mlflow.parentRunId"].dropna()) if "tags.mlflow.parentRunId" in df else set()
+    return sorted({p["tags"]["harness.search"] for pid, p in rs.parents.items() if pid in ids and p["tags"].get("harness.search")})
+
+
+def tuning_section(budget: pd.DataFrame, prob: str, fig: str | None, spaces: list[str]) -> list[str]:
+    """Expected best after k trials, AlgoPerf's number and the one-shot default, per configuration."""
+    b = budget[budget.problem == prob]
+    if b.empty:
+        return []
+    what = ("The trials are points sampled from the search space (" + " | ".join(spaces) + ")." if spaces else
+            "The trials are the points of the lr grid that ran, taken as a set of trials (a grid, not a random sample: "
+            "the numbers say how lucky k grid points drawn at random would be).")
+    val = lambda v, f: "–" if v != v else ("diverged" if v == math.inf else f"≤ {analysis.SOLVED:g}" if f and v <= analysis.SOLVED * (1 + 1e-9) else fmt.value(v, f))  # noqa: E731
+    rows = [[r.config, str(r.trials), val(r.curve[0], r.fstar), val(r.curve[min(4, r.trials - 1)], r.fstar) if r.trials >= 5 else "–",
+             val(r.algoperf, r.fstar), val(r.tuned, r.fstar),
+             (f"{val(r.default, r.fstar)} (lr {fmt.lr(r.default_lr)})" if r.default == r.default else
+              ("not run (lr " + fmt.lr(r.default_lr) + ")" if r.default_lr else "–"))] for r in b.itertuples()]
+    md = ["### Tuning budget", "", what + " Each trial is chosen on the tuning seeds and reported by its median on the reporting seeds; "
+          "*expected best of k* is exact over every k-subset drawn without replacement (Dodge et al., 2019), a geometric mean where f* is known.", ""]
+    if fig:
+        md += [f"![tuning budget on {prob}]({fig})", ""]
+    return md + [table(["configuration", "trials", "expected best of 1", "expected best of 5", "AlgoPerf (median best of 5)", "tuned (all trials)",
+                        "one shot (default lr)"], rows), ""]
+
+
+def per_problem(df: pd.DataFrame, figs: dict, budget: pd.DataFrame, spaces: list[str]) -> list[str]:
     md = []
     for prob in analysis.problems(df):
         g = df[df.problem == prob]
@@ -312,6 +341,7 @@ def per_problem(df: pd.DataFrame, figs: dict) -> list[str]:
         theory = quadratic_theory(df, prob)
         if theory:
             md += [theory]
+        md += tuning_section(budget, prob, figs.get(("tuning", prob)), spaces)
         for key, title, what in (("ecdf", "Runtime distribution", "runtime distribution"), ("minima", "Where runs ended", "outcomes"),
                                  ("trajectories", "Trajectories", "trajectories")):
             if figs.get((key, prob)):

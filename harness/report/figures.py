@@ -235,6 +235,50 @@ def _edges(g: pd.DataFrame, edges: dict, col: dict, axes: list, handles: list) -
         handles.append((axes[0].plot([], [], "k:", lw=1)[0], "2/(L+mu): optimal GD step"))
 
 
+def tuning_budget(budget: pd.DataFrame, prob: str, col: dict, order: list[str], out: Path, name: str) -> str | None:
+    """Expected best final value after k trials per configuration (line), its bootstrap band, the AlgoPerf
+    number (diamond at k = 5) and the one-shot default (dotted), as harness/tuning.py computes them."""
+    b = budget[budget.problem == prob].set_index("config")
+    if b.empty or int(b["trials"].max()) < 2:
+        return None
+    fstar = bool(b["fstar"].all())
+    fig, ax = plt.subplots(figsize=(8, 4.6), layout="constrained")
+    handles, shown, algoperf, default = [], [], False, False
+    show = lambda v: np.where(np.isfinite(v), np.maximum(v, analysis.SOLVED) if fstar else v, np.nan)  # noqa: E731
+    for cfg in (c for c in order if c in b.index):
+        r, (c, ls) = b.loc[cfg], col[cfg]
+        k = np.arange(1, r["trials"] + 1)
+        h = ax.plot(k, show(r["curve"]), color=c, ls=ls, marker="o", ms=3)[0]
+        shown += [show(r["curve"]), show(r["lo"]), show(r["hi"])]
+        ax.fill_between(k, show(r["lo"]), np.where(np.isposinf(r["hi"]) & np.isfinite(r["lo"]), 1e300, show(r["hi"])), color=c, alpha=0.12, lw=0)
+        if math.isfinite(r["algoperf"]):
+            algoperf = True
+            ax.plot([5], show(np.array([r["algoperf"]])), marker="D", ms=6, color=c, mec="k", mew=0.6, ls="none")
+        if math.isfinite(r["default"]):
+            default = True
+            shown.append(show(np.array([r["default"]])))
+            ax.axhline(shown[-1][0], color=c, ls=":", lw=1.2)
+        handles.append((h, f"{cfg} ({r['trials']} trials)"))
+    handles.append((ax.fill_between([], [], [], color="grey", alpha=0.2), "95% bootstrap band over the trials (open above: +inf)"))
+    if algoperf:
+        handles.append((ax.plot([], [], "D", color="grey", mec="k", mew=0.6)[0], "AlgoPerf: median over studies of 5 of each study's best"))
+    if default:
+        handles.append((ax.plot([], [], ":", color="grey")[0], "one shot: the optimizer's default lr"))
+    v = np.concatenate(shown)
+    v = v[np.isfinite(v)]
+    if v.size:
+        ax.set_ylim(*((v.min() / 3, v.max() * 3) if fstar else (v.min() - 0.05 * np.ptp(v) - 1e-12, v.max() + 0.05 * np.ptp(v) + 1e-12)))
+    if fstar:
+        ax.set_yscale("log")
+    ax.set_xlabel("trials k (drawn without replacement; lr chosen on tuning seeds)")
+    ax.set_ylabel("expected best final f(x) - f* (geometric mean)" if fstar else "expected best final loss")
+    ax.set_title("reported on the reporting seeds; +inf (not drawn) while k trials could all diverge", fontsize=9)
+    ax.grid(alpha=0.3, which="both")
+    fig.suptitle(f"{name}: tuning budget")
+    _legend_below(fig, [h for h, _ in handles], [lb for _, lb in handles])
+    return _save(fig, out / f"tuning_{_slug(prob)}.png")
+
+
 def runtime_distribution(df: pd.DataFrame, bests: pd.DataFrame, prob: str, unit: str, col: dict, out: Path, name: str) -> str | None:
     """COCO-style ECDF over reporting seeds: share of (seed, target) pairs reached within a cost."""
     g = df[df.problem == prob]
