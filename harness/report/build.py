@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from harness import analysis, summary, theory, tuning
+from harness import analysis, landscape, summary, theory, tuning
 from harness import formatting as fmt
 from harness.findings import findings
 from harness.protocol import MIN_SPLIT
@@ -225,7 +225,7 @@ def _draw(i: int):
     return key, fn(*args)
 
 
-def render(rs: RunSet, a: analysis.Analysis, budget: pd.DataFrame, out: Path) -> dict:
+def render(rs: RunSet, a: analysis.Analysis, budget: pd.DataFrame, scaling: dict, out: Path) -> dict:
     """Draw every figure; returns {key: file name or None}. Curves are read in the parent first (one
     query), then figures are drawn by two forked workers, which touch no store."""
     df, bests, target, units = a.df, a.bests, a.target, a.protocol.unit
@@ -242,6 +242,8 @@ def render(rs: RunSet, a: analysis.Analysis, budget: pd.DataFrame, out: Path) ->
         jobs += [(("curves", prob), figures.loss_curves, (rs, df, bests, prob, units[prob], col, out, prob)),
                  (("lr", prob), figures.lr_sensitivity, (df, prob, target, units[prob], col, order, out, prob)),
                  (("tuning", prob), figures.tuning_budget, (budget, prob, col, order, out, prob)),
+                 (("landscape", prob), figures.landscapes, (landscape.landscapes(df, prob), prob, bool(g["has_fstar"].all()), out, prob)),
+                 (("batch", prob), figures.batch_scaling, (scaling[prob], prob, target, col, out, prob)),
                  (("ecdf", prob), figures.runtime_distribution, (df, bests, prob, units[prob], col, out, prob)),
                  (("trajectories", prob), figures.trajectories, (rs, df, bests, prob, col, out, prob))]
         if g["global"].notna().all() and "tags.basin" in g:
@@ -292,11 +294,12 @@ def build(rs: RunSet, out: Path, name: str, target: float, tune="half", select: 
     md += ["", "## Summary", "", "Per problem, configurations ranked best first (see *How to read*).", "", summary_table(a), ""]
     md += protocol_section(a)
     budget = tuning.budget(a)
-    figs = render(rs, a, budget, out)
+    scaling = {prob: landscape.batch_scaling(a, prob) for prob in analysis.problems(df)}
+    figs = render(rs, a, budget, scaling, out)
     if figs.get("profile"):
         md += ["### Across problems", "", f"![performance profile]({figs['profile']})", ""]
     md += ["## Set-up", "", setup(rs, df)]
-    md += per_problem(df, figs, budget, searched(rs, df))
+    md += per_problem(df, figs, budget, searched(rs, df), scaling)
     md += ["## How to read this report", "",
            HOW_TO_READ.format(factor=analysis.FACTOR, solved=analysis.SOLVED, digits=analysis.DIGITS, min_split=MIN_SPLIT, target=target)]
     path = out / "report.md"
@@ -331,7 +334,22 @@ def tuning_section(budget: pd.DataFrame, prob: str, fig: str | None, spaces: lis
                         "one shot (default lr)"], rows), ""]
 
 
-def per_problem(df: pd.DataFrame, figs: dict, budget: pd.DataFrame, spaces: list[str]) -> list[str]:
+def scaling_section(scalings: list, fig: str | None) -> list[str]:
+    """Batch-size scaling: each batch size's best lr and its costs to target, and the McCandlish fit."""
+    if not scalings or not fig:
+        return []
+    rows = [[s.optimizer, f"{p.batch:g}", fmt.lr(p.best_lr), fmt.steps(p.steps), fmt.steps(p.examples), str(p.seeds)]
+            for s in scalings for p in s.points.itertuples()]
+    fits = [f"{s.optimizer}: S_min = {s.s_min:.3g} steps, E_min = {s.e_min:.3g} examples, critical batch size B_crit = E_min/S_min = {s.b_crit:.3g}"
+            if math.isfinite(s.s_min) else f"{s.optimizer}: no fit (fewer than 3 batch sizes reached the target, or no positive S_min and E_min)"
+            for s in scalings]
+    return ["### Batch-size scaling", "", f"![batch-size scaling]({fig})", "",
+            "Each batch size at its own best lr (chosen on the tuning seeds), medians over the reporting seeds. "
+            "McCandlish et al. (2018): S = S_min (1 + B_crit/B), i.e. (S/S_min - 1)(E/E_min - 1) = 1, fitted by least squares of S on 1/B.", "",
+            table(["optimizer", "batch size", "best lr", "steps to target", "examples to target", "seeds"], rows), "", *[f"- {f}" for f in fits], ""]
+
+
+def per_problem(df: pd.DataFrame, figs: dict, budget: pd.DataFrame, spaces: list[str], scaling: dict) -> list[str]:
     md = []
     for prob in analysis.problems(df):
         g = df[df.problem == prob]
@@ -341,6 +359,10 @@ def per_problem(df: pd.DataFrame, figs: dict, budget: pd.DataFrame, spaces: list
         theory = quadratic_theory(df, prob)
         if theory:
             md += [theory]
+        if figs.get(("landscape", prob)):
+            md += ["### Two-hyperparameter landscape", "", f"![landscape on {alt}]({figs['landscape', prob]})", "",
+                   "Median final value over every seed per cell (log colour scale); x: the median run of the cell diverged; outlined: the lowest median.", ""]
+        md += scaling_section(scaling[prob], figs.get(("batch", prob)))
         md += tuning_section(budget, prob, figs.get(("tuning", prob)), spaces)
         for key, title, what in (("ecdf", "Runtime distribution", "runtime distribution"), ("minima", "Where runs ended", "outcomes"),
                                  ("trajectories", "Trajectories", "trajectories")):

@@ -279,6 +279,93 @@ def tuning_budget(budget: pd.DataFrame, prob: str, col: dict, order: list[str], 
     return _save(fig, out / f"tuning_{_slug(prob)}.png")
 
 
+def landscapes(lands: list, prob: str, fstar: bool, out: Path, name: str) -> str | None:
+    """One panel per optimizer: median score over every seed per (lr, second setting) cell, log colour
+    scale, diverged cells marked x, the best cell outlined; sampled points as a scatter."""
+    if not lands:
+        return None
+    from matplotlib.colors import LogNorm, Normalize
+
+    fig, axes = plt.subplots(1, len(lands), figsize=(max(7.0, 5.2 * len(lands)), 4.8), layout="constrained", squeeze=False)
+    finite = np.concatenate([s.cells["median"].to_numpy(float) for s in lands])
+    finite = finite[np.isfinite(finite)]
+    log = fstar or (finite.size > 0 and bool((finite > 0).all()))
+    lo = max(finite.min(), analysis.SOLVED) if finite.size and log else (finite.min() if finite.size else 0.0)
+    hi = max(finite.max(), lo * 10) if finite.size else 1.0
+    norm = LogNorm(lo, hi) if log else Normalize(lo, hi)
+    mappable = None
+    for ax, s in zip(axes[0], lands):
+        c = s.cells
+        vals = np.where(np.isfinite(c["median"]), np.maximum(c["median"], lo) if log else c["median"], np.nan)
+        best = s.best()
+        if s.grid:
+            lrs, ys = sorted(c["lr"].unique()), sorted(c["value"].unique())
+            m = np.full((len(ys), len(lrs)), np.nan)
+            for (lr, y), v in zip(zip(c["lr"], c["value"]), vals):
+                m[ys.index(y), lrs.index(lr)] = v
+            mappable = ax.imshow(m, origin="lower", aspect="auto", cmap="viridis", norm=norm)
+            bad = c[~np.isfinite(c["median"])]
+            ax.plot([lrs.index(v) for v in bad["lr"]], [ys.index(v) for v in bad["value"]], "x", color="#d62728", ms=9, mew=2, ls="none")
+            if best is not None:
+                ax.add_patch(plt.Rectangle((lrs.index(best["lr"]) - 0.5, ys.index(best["value"]) - 0.5), 1, 1, fill=False, ec="red", lw=2.5))
+            ax.set_xticks(range(len(lrs)), [f"{v:.3g}" for v in lrs], rotation=45 if len(lrs) > 5 else 0, fontsize=8)
+            ax.set_yticks(range(len(ys)), [f"{v:.3g}" for v in ys], fontsize=8)
+        else:
+            ok = np.isfinite(vals)
+            mappable = ax.scatter(c["lr"][ok], c["value"][ok], c=vals[ok], cmap="viridis", norm=norm, s=40, edgecolors="k", linewidths=0.3)
+            ax.plot(c["lr"][~ok], c["value"][~ok], "x", color="#d62728", ms=8, mew=2, ls="none")
+            if best is not None:
+                ax.plot([best["lr"]], [best["value"]], "o", ms=13, mfc="none", mec="red", mew=2)
+            ax.set_xscale("log")
+        ax.set_xlabel("learning rate")
+        ax.set_ylabel(s.name)
+        ax.set_title(f"{s.optimizer}: lr x {s.name}" + ("" if s.grid else " (sampled points)"), fontsize=10)
+    if mappable is not None:
+        fig.colorbar(mappable, ax=axes[0].tolist(), label=("median final f(x) - f*" if fstar else "median final loss") + " (all seeds)")
+    fig.suptitle(f"{name}: two-hyperparameter landscape (x: median run diverged; red outline: lowest median)")
+    return _save(fig, out / f"landscape_{_slug(prob)}.png")
+
+
+def batch_scaling(scalings: list, prob: str, target: float, col_of: dict, out: Path, name: str) -> str | None:
+    """Steps and examples to the target against batch size, each at that batch size's best lr, with the
+    perfect-scaling line and McCandlish et al.'s fit where it holds."""
+    if not scalings:
+        return None
+    fig, (a, b) = plt.subplots(1, 2, figsize=(12, 4.6), layout="constrained")
+    tab = plt.get_cmap("tab10").colors
+    handles = []
+    for i, s in enumerate(scalings):
+        p, c = s.points, matplotlib.colors.to_hex(tab[(analysis.ORDER.index(s.optimizer) if s.optimizer in analysis.ORDER else i) % 10])
+        ok = np.isfinite(p["steps"])
+        h = a.plot(p["batch"][ok], p["steps"][ok], "o-", color=c)[0]
+        b.plot(p["batch"][ok], p["examples"][ok], "o-", color=c)
+        for x, lr, st in zip(p["batch"][ok], p["best_lr"][ok], p["steps"][ok]):
+            a.annotate(f"lr {lr:.3g}", (x, st), textcoords="offset points", xytext=(4, 4), fontsize=7, color=c)
+        handles.append((h, f"{s.optimizer}" + ("" if ok.all() else f" ({int((~ok).sum())} batch size(s) never reached the target)")))
+        if ok.any():
+            x0, s0 = float(p["batch"][ok].iloc[0]), float(p["steps"][ok].iloc[0])
+            xs = np.geomspace(p["batch"].min(), p["batch"].max(), 50)
+            a.plot(xs, s0 * x0 / xs, ":", color=c, lw=1)
+            b.plot(xs, np.full_like(xs, s0 * x0), ":", color=c, lw=1)
+        if math.isfinite(s.s_min):
+            xs = np.geomspace(p["batch"].min(), p["batch"].max(), 50)
+            a.plot(xs, s.s_min + s.e_min / xs, "--", color=c, lw=1)
+            b.plot(xs, s.s_min * xs + s.e_min, "--", color=c, lw=1)
+            handles.append((a.plot([], [], "--", color=c)[0], f"{s.optimizer} fit: S_min={s.s_min:.3g} steps, E_min={s.e_min:.3g}, B_crit={s.b_crit:.3g}"))
+    handles.append((a.plot([], [], ":", color="grey")[0], "perfect scaling from the smallest batch (steps x batch constant)"))
+    for ax, what in ((a, "steps"), (b, "examples")):
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("batch size (examples per step)")
+        ax.set_ylabel(f"median {what} to f - f* <= {target:.0e}")
+        ax.grid(alpha=0.3, which="both")
+    a.set_title("steps to target at each batch size's best lr", fontsize=10)
+    b.set_title("examples to target", fontsize=10)
+    fig.suptitle(f"{name}: batch-size scaling (reporting seeds)")
+    _legend_below(fig, [h for h, _ in handles], [lb for _, lb in handles])
+    return _save(fig, out / f"batch_{_slug(prob)}.png")
+
+
 def runtime_distribution(df: pd.DataFrame, bests: pd.DataFrame, prob: str, unit: str, col: dict, out: Path, name: str) -> str | None:
     """COCO-style ECDF over reporting seeds: share of (seed, target) pairs reached within a cost."""
     g = df[df.problem == prob]
