@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from harness import analysis
 from harness.analysis import parse_param
 
 SGD_TARGETS = ("optimizers.sgd.sgd", "torch.optim.SGD", "torch.optim.sgd.SGD")
@@ -82,8 +83,8 @@ def edges(df: pd.DataFrame, prob: str) -> dict[str, Edge]:
     if consts is None:
         return {}
     out = {}
-    for cfg, gc in g.groupby("config", sort=False):
-        e = stability_edge(gc, consts[1])
+    for cfg in analysis.configs(g):
+        e = stability_edge(g[g.config == cfg], consts[1])
         if e is not None and math.isfinite(e.lr):
             out[cfg] = e
     return out

@@ -135,10 +135,11 @@ def test_edges_belong_only_to_their_own_configurations():
     for cfg, target, b, nesterov in (("gd", "optimizers.sgd.sgd", 0.0, False), ("momentum (momentum=0.5)", "optimizers.sgd.sgd", 0.5, False),
                                      ("momentum (momentum=0.9)", "optimizers.sgd.sgd", 0.9, False), ("nesterov", "optimizers.sgd.sgd", 0.9, True),
                                      ("adam", "optimizers.adam.adam", None, None)):
-        rows.append({"problem": "quadratic", "problem_name": "quadratic", "config": cfg, "params.problem.mu": "1.0", "params.problem.L": "100.0",
+        rows.append({"problem": "quadratic", "problem_name": "quadratic", "config": cfg, "config_order": (len(rows),), "params.problem.mu": "1.0", "params.problem.L": "100.0",
                      "params.optimizer._target_": target, "params.optimizer.momentum": None if b is None else str(b),
                      "params.optimizer.nesterov": None if nesterov is None else str(nesterov)})
     edges = theory.edges(pd.DataFrame(rows), "quadratic")
+    assert list(edges) == [r["config"] for r in rows[:4]]  # in the report's order
     assert {c: round(e.lr, 6) for c, e in edges.items()} == {"gd": 0.02, "momentum (momentum=0.5)": 0.03, "momentum (momentum=0.9)": 0.038,
                                                              "nesterov": round(3.8 / 280, 6)}
     other = pd.DataFrame(rows).assign(problem_name="rosenbrock")

@@ -286,7 +286,7 @@ def landscapes(lands: list, prob: str, fstar: bool, out: Path, name: str) -> str
         return None
     from matplotlib.colors import LogNorm, Normalize
 
-    fig, axes = plt.subplots(1, len(lands), figsize=(max(7.0, 5.2 * len(lands)), 4.8), layout="constrained", squeeze=False)
+    fig, axes = plt.subplots(1, len(lands), figsize=(max(8.0, 5.2 * len(lands)), 5.0), layout="constrained", squeeze=False)
     finite = np.concatenate([s.cells["median"].to_numpy(float) for s in lands])
     finite = finite[np.isfinite(finite)]
     log = fstar or (finite.size > 0 and bool((finite > 0).all()))
@@ -322,7 +322,7 @@ def landscapes(lands: list, prob: str, fstar: bool, out: Path, name: str) -> str
         ax.set_title(f"{s.optimizer}: lr x {s.name}" + ("" if s.grid else " (sampled points)"), fontsize=10)
     if mappable is not None:
         fig.colorbar(mappable, ax=axes[0].tolist(), label=("median final f(x) - f*" if fstar else "median final loss") + " (all seeds)")
-    fig.suptitle(f"{name}: two-hyperparameter landscape (x: median run diverged; red outline: lowest median)")
+    fig.suptitle(f"{name}: two-hyperparameter landscape\nx: the median run diverged; red outline: the lowest median", fontsize=11)
     return _save(fig, out / f"landscape_{_slug(prob)}.png")
 
 
