@@ -249,7 +249,7 @@ def check_tuning(md: str, runs: list, rows: list[list[str]], seeds: dict) -> Non
             assert int(r[1]) == len({x.data.params["lr"] for x in mine})
             fstar = "final_suboptimality" in mine[0].data.metrics
             if not all(math.isfinite(m) for m in meds):
-                assert e1 == "diverged"
+                assert e1 == "∞"
             elif fstar and not e1.startswith("≤"):
                 assert same(e1, 10 ** float(np.mean([math.log10(max(m, 1e-12)) for m in meds]))), (r, meds)
 
