@@ -28,6 +28,7 @@ SGD_TARGETS = ("optimizers.sgd.sgd", "torch.optim.SGD", "torch.optim.sgd.SGD")
 class Edge:
     lr: float  # the largest stable lr (exclusive)
     formula: str  # how it was computed, with the values used: "2(1+b)/L, b=0.9"
+    kind: str = ""  # "gd" (plain GD: the rate table applies), "heavy ball" or "nesterov"
 
 
 def quadratic_constants(g: pd.DataFrame) -> tuple[float, float] | None:
@@ -66,9 +67,17 @@ def stability_edge(g: pd.DataFrame, L: float) -> Edge | None:
     top = L + wd
     where = f"L={top:g}" if wd == 0 else f"L+wd={top:g}"
     if b == 0:
-        return Edge(2 / ((1 - d) * top), f"2/L, {where}" if d == 0 else f"2/((1-d)L), d={d:g}, {where}")
+        return (
+            Edge(2 / ((1 - d) * top), f"2/L, {where}", "gd")
+            if d == 0
+            else Edge(2 / ((1 - d) * top), f"2/((1-d)L), d={d:g}, {where}", "heavy ball")
+        )
     if nesterov:
-        return Edge(2 * (1 + b) / ((1 + 2 * b) * top), f"2(1+b)/((1+2b)L), b={b:g}, {where}") if d == 0 else None
+        return (
+            Edge(2 * (1 + b) / ((1 + 2 * b) * top), f"2(1+b)/((1+2b)L), b={b:g}, {where}", "nesterov")
+            if d == 0
+            else None
+        )
     return Edge(
         2 * (1 + b) / ((1 - d) * top),
         f"2(1+b)/L, b={b:g}, {where}" if d == 0 else f"2(1+b)/((1-d)L), b={b:g}, d={d:g}, {where}",

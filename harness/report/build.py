@@ -148,7 +148,7 @@ def quadratic_theory(df: pd.DataFrame, prob: str) -> str:
         return ""
     mu, L = consts
     out = []
-    gd = g[g.config.isin([c for c, e in edges.items() if e.formula.startswith("2/L")])]
+    gd = g[g.config.isin([c for c, e in edges.items() if e.kind == "gd"])]
     if len(gd) and "metrics.linear_rate" in gd:
         rows = []
         for (cfg, lr), s in gd.groupby(["config", "lr"]):

@@ -228,7 +228,7 @@ def _edges(g: pd.DataFrame, edges: dict, col: dict, axes: list, handles: list) -
         for ax in axes:
             ax.axvline(e.lr, color=c, ls="--", lw=1.2)
         handles.append((axes[0].plot([], [], "--", color=c, lw=1.2)[0], f"{cfg}: stability edge {e.formula.split(',')[0]} = {e.lr:.3g}"))
-    if any(e.formula.startswith("2/L") for e in edges.values()):
+    if any(e.kind == "gd" for e in edges.values()):
         mu, L = theory.quadratic_constants(g)
         for ax in axes:
             ax.axvline(2 / (L + mu), color="k", ls=":", lw=1)
