@@ -76,6 +76,15 @@ def test_sampled_sweep_stores_scipys_points_crossed_with_the_grid_and_resumes(tm
         again.stdout + again.stderr[-2000:]
     )
 
+    from mlflow import MlflowClient
+
+    for r in kids[:3]:  # as if the sweep had stopped before these: the same command runs exactly them
+        MlflowClient(store).delete_run(r.info.run_id)
+    resumed = run_cli([f"tracking.uri={store}", *ARGS], cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "13 of 16 runs stored from the current code; 3 runs not stored yet" in resumed.stdout + resumed.stderr
+    assert stored(store) == runs and len(sweep_runs(store)[0]) == 1
+
     other = run_cli(
         [f"tracking.uri={store}", *[a.replace("search.seed=3", "search.seed=4") for a in ARGS]], cwd=tmp_path
     )
