@@ -321,8 +321,8 @@ def tuning_section(budget: pd.DataFrame, prob: str, fig: str | None, spaces: lis
     what = ("The trials are points sampled from the search space (" + " | ".join(spaces) + ")." if spaces else
             "The trials are the points of the lr grid that ran, taken as a set of trials (a grid, not a random sample: "
             "the numbers say how lucky k grid points drawn at random would be).")
-    val = lambda v, f: "–" if v != v else ("∞" if v == math.inf else f"≤ {analysis.SOLVED:g}" if f and v <= analysis.SOLVED * (1 + 1e-9) else fmt.value(v, f))  # noqa: E731
-    rows = [[r.config, str(r.trials), val(r.curve[0], r.fstar), val(r.curve[min(4, r.trials - 1)], r.fstar) if r.trials >= 5 else "–",
+    val = lambda v, f, inf="diverged": "–" if v != v else (inf if v == math.inf else f"≤ {analysis.SOLVED:g}" if f and v <= analysis.SOLVED * (1 + 1e-9) else fmt.value(v, f))  # noqa: E731
+    rows = [[r.config, str(r.trials), val(r.curve[0], r.fstar, "∞"), val(r.curve[min(4, r.trials - 1)], r.fstar, "∞") if r.trials >= 5 else "–",
              val(r.algoperf, r.fstar), val(r.tuned, r.fstar),
              (f"{val(r.default, r.fstar)} (lr {fmt.lr(r.default_lr)})" if r.default == r.default else
               ("not run (lr " + fmt.lr(r.default_lr) + ")" if r.default_lr else "–"))] for r in b.itertuples()]

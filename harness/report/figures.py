@@ -266,8 +266,10 @@ def tuning_budget(budget: pd.DataFrame, prob: str, col: dict, order: list[str], 
         handles.append((ax.plot([], [], ":", color="grey")[0], "one shot: the optimizer's default lr"))
     v = np.concatenate(shown)
     v = v[np.isfinite(v)]
-    if v.size:
-        ax.set_ylim(*((v.min() / 3, v.max() * 3) if fstar else (v.min() - 0.05 * np.ptp(v) - 1e-12, v.max() + 0.05 * np.ptp(v) + 1e-12)))
+    if not v.size:  # every trial diverged: nothing to draw (the table says so)
+        plt.close(fig)
+        return None
+    ax.set_ylim(*((v.min() / 3, v.max() * 3) if fstar else (v.min() - 0.05 * np.ptp(v) - 1e-12, v.max() + 0.05 * np.ptp(v) + 1e-12)))
     if fstar:
         ax.set_yscale("log")
     ax.set_xlabel("trials k (drawn without replacement; lr chosen on tuning seeds)")
