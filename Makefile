@@ -20,12 +20,17 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 # The demo: learning-rate sensitivity with the theory overlay (a 10-D quadratic) and local-minimum behaviour
 # (six-hump camel: 2 global and 4 local minima, 20 random starts), 7 optimizers x 11 learning rates.
 DEMO := problem=quadratic,six_hump_camel optimizer=gd,momentum,nesterov,adagrad,rmsprop,adam,adamw grid=lr_decades "seed=range(20)" steps=1000
+# The second demo: a log-uniform random search of lr (16 Sobol trials) crossed with four momenta on the same quadratic:
+# the lr x momentum heatmap, each momentum's stability edge, and the tuning budget of 16 sampled trials.
+DEMO_SEARCH := problem=quadratic optimizer=momentum search.trials=16 "seed=range(10)" steps=1000 "lr=tag(log, interval(1e-4, 0.1))" optimizer.momentum=0,0.5,0.9,0.99
 
 
 # Runs the demo into ./mlflow.db and writes its report to outputs/reports/demo/report.md (untracked).
 demo: venv
 	$(PY) -m harness $(DEMO) -m
 	$(PY) -m harness.report --name demo --out outputs/reports
+	$(PY) -m harness $(DEMO_SEARCH) -m
+	$(PY) -m harness.report --name demo-search --out outputs/reports
 	@echo "(mlflow is in $(VENV)/bin: run 'source $(VENV)/bin/activate' first)"
 
 # Regenerates the committed example report reports/demo/ from a clean tree (it records the git commit),
@@ -35,6 +40,8 @@ demo-report: venv
 	mkdir -p outputs && rm -f outputs/demo-report.db
 	$(PY) -m harness tracking.uri=sqlite:///outputs/demo-report.db $(DEMO) -m
 	$(PY) -m harness.report --uri sqlite:///outputs/demo-report.db --name demo --out reports --no-attach
+	$(PY) -m harness tracking.uri=sqlite:///outputs/demo-report.db $(DEMO_SEARCH) -m
+	$(PY) -m harness.report --uri sqlite:///outputs/demo-report.db --name demo-search --out reports --no-attach
 
 test: venv
 	$(PY) -m pytest -q -n auto

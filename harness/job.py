@@ -245,7 +245,7 @@ def record(r: MemberResult, f_star: float | None, with_config: bool = True) -> R
     batch's curves file, and the metric rows), and ``with_config`` its config.yaml. A sweep's members
     go without it: their params are the same config, and a file per run is what made a store of
     100,000 runs slow (the sweep's parent run holds its command line, `harness.command`)."""
-    cfg = {k: v for k, v in r.config.items() if k != "tracking"}
+    cfg = {k: v for k, v in r.config.items() if k not in ("tracking", "search")}
     params = flatten(cfg)
     params.update(problem=cfg["problem"]["name"], optimizer=cfg["optimizer"]["name"])
     curves = {"loss": r.loss, "grad_norm": r.grad_norm}

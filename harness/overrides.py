@@ -11,12 +11,12 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from harness.plan import STATS_KEYS, STOP_KEYS, TOP_KEYS, TRACKING_KEYS
+from harness.plan import SEARCH_KEYS, STATS_KEYS, STOP_KEYS, TOP_KEYS, TRACKING_KEYS
 from optimizers.base import ConfigError
 
 CONF = Path(__file__).resolve().parent.parent / "conf"
 GROUPS = ("problem", "optimizer", "schedule", "grid")
-SECTIONS = {"stop": STOP_KEYS, "stats": STATS_KEYS, "tracking": TRACKING_KEYS}
+SECTIONS = {"stop": STOP_KEYS, "stats": STATS_KEYS, "tracking": TRACKING_KEYS, "search": SEARCH_KEYS}
 
 
 def options(group: str, dirs: list[Path] = [CONF]) -> list[str]:  # noqa: B006 - read only
@@ -52,6 +52,8 @@ def preflight(args: list[str]) -> None:
     for o in parsed:
         key = o.key_or_group
         if key in GROUPS and o.package is None:
+            if o.is_interval_sweep():
+                raise ConfigError(f"{key}={o.input_line.split('=', 1)[1]} is not allowed; allowed: a list of {key} names (intervals are for numbers)")
             values = list(o.sweep_string_iterator()) if o.is_sweep_override() else [o.get_value_element_as_str()]
             allowed = options(key, dirs)
             for v in values:

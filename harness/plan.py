@@ -26,15 +26,17 @@ from harness.runner import StopRules
 from optimizers.base import ConfigError, Optimizer
 from optimizers.torch_batched import elementwise
 
-TOP_KEYS = ["problem", "optimizer", "schedule", "lr", "steps", "seed", "dtype", "device", "batch_size", "stop", "stats", "tracking", "members"]
+TOP_KEYS = ["problem", "optimizer", "schedule", "lr", "steps", "seed", "dtype", "device", "batch_size", "stop", "stats", "tracking", "search", "members"]
 STOP_KEYS = ["grad_tol", "x_tol", "target_loss", "divergence_factor"]
 STATS_KEYS = ["targets", "basin_tol"]
+SEARCH_KEYS = ["trials", "seed"]
 TRACKING_KEYS = ["uri", "experiment", "parent_run_id", "swept", "resume"]
 DTYPES = {"float64": torch.float64, "float32": torch.float32}
 DEVICES = ("auto", "cpu", "cuda")
 META_KEYS = ("_target_", "name")  # problem / optimizer keys that are not constructor arguments
 
 
+NOT_IDENTITY = ("tracking", "search", "members")  # where a member is stored and how its sweep drew it, not what ran
 Cfg = dict  # a member's resolved config as plain nested dicts (OmegaConf costs ~5 ms a copy)
 
 
@@ -67,7 +69,7 @@ def config_hash(c: Cfg) -> str:
     say which file changed."""
     import hashlib
 
-    body = {k: v for k, v in c.items() if k not in ("tracking", "members")}
+    body = {k: v for k, v in c.items() if k not in NOT_IDENTITY}
     return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()[:20]
 
 
@@ -177,7 +179,9 @@ def resolve_device(value: Any) -> str:
 def validate_common(c: Cfg) -> None:
     """Checks that need only one member's config."""
     _unknown("", c.keys(), TOP_KEYS)
-    for section, allowed in (("stop", STOP_KEYS), ("stats", STATS_KEYS), ("tracking", TRACKING_KEYS)):
+    for section, allowed in (("stop", STOP_KEYS), ("stats", STATS_KEYS), ("tracking", TRACKING_KEYS), ("search", SEARCH_KEYS)):
+        if section == "search" and section not in c:
+            continue  # configs of your own written before sampled sweeps
         _require(section, c.get(section), isinstance(c.get(section), dict), "a mapping")
         _unknown(section + ".", c[section].keys(), allowed)
     lr = effective_lr(c)

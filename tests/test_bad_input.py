@@ -37,6 +37,10 @@ CASES = {
     "target with a bundled dataset": (["problem=linear_regression", "problem.target=y"], ["problem.target='y'", "allowed: null"]),
     "negative l2": (["problem=logistic_regression", "problem.l2=-0.1"], ["problem.l2=-0.1", "allowed: a number >= 0"]),
     "negative gradient noise": (["problem.grad_noise=-1"], ["problem.grad_noise=-1", "allowed: a number >= 0"]),
+    "interval with a > b": (["-m", "lr=interval(1, 0.1)"], ["lr=interval(1, 0.1)", "allowed: interval(a, b) with finite a < b"]),
+    "log interval from 0": (["-m", "lr=tag(log, interval(0, 1))", "search.trials=4"], ["lr=tag(log, interval(0, 1))", "0 < a < b"]),
+    "interval over problems": (["-m", "problem=interval(0,1)"], ["problem=interval(0,1)", "allowed: a list of problem names"]),
+    "no trials": (["-m", "lr=interval(0.1, 1)", "search.trials=0"], ["search.trials=0", "allowed: an integer >= 1"]),
     "unreachable tracking server": (["tracking.uri=http://127.0.0.1:9"], ["tracking.uri=http://127.0.0.1:9", "unreachable", "allowed:"]),
     "unreachable tracking server in a sweep": (["tracking.uri=http://127.0.0.1:9", "-m", "lr=0.1,0.2"], ["tracking.uri=http://127.0.0.1:9", "unreachable"]),
 }

@@ -86,3 +86,61 @@ def test_stopping_rules_fire_with_their_reason():
     assert res.grad_norm[-1, 0] <= 1e-6 < res.grad_norm[-2, 0]
     res, (m,) = run(*common, "stop.target_loss=1e-8")
     assert m.summary["final_loss"] <= 1e-8 and m.summary["steps_to_1e-08"] == m.summary["steps"]
+
+
+# ---- each optimizer's stability edge (harness/theory.py) -------------------------------------------
+EDGE_CASES = {  # optimizer, its overrides, the edge theory gives on L = 100
+    "gd": ("gd", [], 2 / L),
+    "heavy ball, b=0.9": ("momentum", [], 2 * 1.9 / L),
+    "heavy ball, b=0.5": ("momentum", ["optimizer.momentum=0.5"], 2 * 1.5 / L),
+    "nesterov, b=0.9": ("nesterov", [], 2 * 1.9 / (2.8 * L)),
+}
+
+
+def edge_of(optimizer: str, overrides: list[str]):
+    import pandas as pd
+
+    from harness import theory
+
+    (batch,), _ = plan(make_cfg("problem=quadratic", f"optimizer={optimizer}", *overrides))
+    params = {f"params.optimizer.{k}": str(v) for k, v in batch.members[0]["optimizer"].items()}
+    return theory.stability_edge(pd.DataFrame([params]), L)
+
+
+@pytest.mark.parametrize("optimizer, overrides, expected", EDGE_CASES.values(), ids=EDGE_CASES.keys())
+def test_each_edge_is_read_from_the_configuration_and_holds(optimizer, overrides, expected):
+    edge = edge_of(optimizer, overrides)
+    assert edge.lr == pytest.approx(expected, rel=1e-12)
+    for factor, diverges in ((0.95, False), (1.05, True)):  # 5% either side of the edge
+        _, ms = run("problem=quadratic", f"optimizer={optimizer}", *overrides, f"lr={factor * edge.lr}", "steps=3000", SEEDS)
+        assert all((m.reason == "diverged") is diverges for m in ms), (factor, [m.reason for m in ms])
+
+
+@pytest.mark.parametrize("optimizer, stable, diverged", [("gd", 0.01, 0.0316), ("momentum", 0.0316, 0.1), ("nesterov", 0.01, 0.0316)])
+def test_demo_grid_diverges_one_grid_step_past_each_edge(optimizer, stable, diverged):
+    """The demo's quadratic and half-decade grid: the last stable lr and the first diverged one bracket the edge."""
+    edge = edge_of(optimizer, [])
+    assert stable < edge.lr < diverged
+    for lr, diverges in ((stable, False), (diverged, True)):
+        _, ms = run("problem=quadratic", f"optimizer={optimizer}", f"lr={lr}", "steps=1000", SEEDS)
+        assert all((m.reason == "diverged") is diverges for m in ms)
+
+
+def test_edges_belong_only_to_their_own_configurations():
+    import pandas as pd
+
+    from harness import theory
+
+    rows = []
+    for cfg, target, b, nesterov in (("gd", "optimizers.sgd.sgd", 0.0, False), ("momentum (momentum=0.5)", "optimizers.sgd.sgd", 0.5, False),
+                                     ("momentum (momentum=0.9)", "optimizers.sgd.sgd", 0.9, False), ("nesterov", "optimizers.sgd.sgd", 0.9, True),
+                                     ("adam", "optimizers.adam.adam", None, None)):
+        rows.append({"problem": "quadratic", "problem_name": "quadratic", "config": cfg, "config_order": (len(rows),), "params.problem.mu": "1.0", "params.problem.L": "100.0",
+                     "params.optimizer._target_": target, "params.optimizer.momentum": None if b is None else str(b),
+                     "params.optimizer.nesterov": None if nesterov is None else str(nesterov)})
+    edges = theory.edges(pd.DataFrame(rows), "quadratic")
+    assert list(edges) == [r["config"] for r in rows[:4]]  # in the report's order
+    assert {c: round(e.lr, 6) for c, e in edges.items()} == {"gd": 0.02, "momentum (momentum=0.5)": 0.03, "momentum (momentum=0.9)": 0.038,
+                                                             "nesterov": round(3.8 / 280, 6)}
+    other = pd.DataFrame(rows).assign(problem_name="rosenbrock")
+    assert theory.edges(other, "quadratic") == {}  # no quadratic, no edge

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from harness import analysis, summary
+from harness import analysis, landscape, summary, theory, tuning
 from harness import formatting as fmt
 from harness.findings import findings
 from harness.protocol import MIN_SPLIT
@@ -140,18 +140,33 @@ def _rate(v: float) -> str:
 
 
 def quadratic_theory(df: pd.DataFrame, prob: str) -> str:
-    """GD on the quadratic: predicted rate max(|1 - lr mu|, |1 - lr L|)^2 of f - f* against the measured one."""
-    g = df[(df.problem == prob) & (df.problem_name == "quadratic") & (df.optimizer == "gd")]
-    if g.empty or "metrics.linear_rate" not in g or g["params.problem.mu"].nunique() != 1 or g["params.problem.L"].nunique() != 1:
+    """On the quadratic: GD's predicted rate max(|1 - lr mu|, |1 - lr L|)^2 of f - f* against the measured
+    one, and each configuration's stability edge (harness/theory.py) against where its runs diverged."""
+    g = df[df.problem == prob]
+    consts, edges = theory.quadratic_constants(g), theory.edges(df, prob)
+    if consts is None or not edges:
         return ""
-    mu, L = float(g["params.problem.mu"].iloc[0]), float(g["params.problem.L"].iloc[0])
+    mu, L = consts
+    out = []
+    gd = g[g.config.isin([c for c, e in edges.items() if e.kind == "gd"])]
+    if len(gd) and "metrics.linear_rate" in gd:
+        rows = []
+        for (cfg, lr), s in gd.groupby(["config", "lr"]):
+            pred = max(abs(1 - lr * mu), abs(1 - lr * L)) ** 2
+            rows.append([cfg, fmt.lr(lr), f"{pred:.6f}" + (" (unstable)" if pred >= 1 else ""), _rate(s["metrics.linear_rate"].median()), f"{int(s['diverged'].sum())}/{len(s)}"])
+        out.append(f"GD on the quadratic (mu={mu:g}, L={L:g}): stable for lr < 2/L = {2 / L:.4g}; fastest at 2/(L+mu) = {2 / (L + mu):.4g}, "
+                   f"where f - f* contracts by ((L-mu)/(L+mu))^2 = {((L - mu) / (L + mu)) ** 2:.6f} per step.\n\n"
+                   + table(["configuration", "lr", "predicted rate of f - f*", "measured (median linear_rate)", "diverged"], rows) + "\n")
     rows = []
-    for (cfg, lr), s in g.groupby(["config", "lr"]):
-        pred = max(abs(1 - lr * mu), abs(1 - lr * L)) ** 2
-        rows.append([cfg, fmt.lr(lr), f"{pred:.6f}" + (" (unstable)" if pred >= 1 else ""), _rate(s["metrics.linear_rate"].median()), f"{int(s['diverged'].sum())}/{len(s)}"])
-    return (f"GD on the quadratic (mu={mu:g}, L={L:g}): stable for lr < 2/L = {2 / L:.4g}; fastest at 2/(L+mu) = {2 / (L + mu):.4g}, "
-            f"where f - f* contracts by ((L-mu)/(L+mu))^2 = {((L - mu) / (L + mu)) ** 2:.6f} per step.\n\n"
-            + table(["configuration", "lr", "predicted rate of f - f*", "measured (median linear_rate)", "diverged"], rows) + "\n")
+    for cfg in analysis.configs(g):
+        if cfg in edges:
+            e = edges[cfg]
+            below, above, div_below, div_above = theory.divergence_by_edge(g[g.config == cfg], e)
+            rows.append([cfg, f"{e.lr:.4g} ({e.formula})", fmt.lr(below) if below == below else "–", fmt.lr(above) if above == above else "–", div_below, div_above])
+    out.append("Stability edges (each configuration's own, from its hyperparameters) against the runs: theory says every run below "
+               "the edge stays bounded and the iterates grow at every lr above it.\n\n"
+               + table(["configuration", "edge (formula)", "largest lr below", "smallest lr at or above", "diverged below", "diverged at or above"], rows) + "\n")
+    return "\n".join(out)
 
 
 HOW_TO_READ = """\
@@ -210,7 +225,7 @@ def _draw(i: int):
     return key, fn(*args)
 
 
-def render(rs: RunSet, a: analysis.Analysis, out: Path) -> dict:
+def render(rs: RunSet, a: analysis.Analysis, budget: pd.DataFrame, scaling: dict, out: Path) -> dict:
     """Draw every figure; returns {key: file name or None}. Curves are read in the parent first (one
     query), then figures are drawn by two forked workers, which touch no store."""
     df, bests, target, units = a.df, a.bests, a.target, a.protocol.unit
@@ -224,6 +239,9 @@ def render(rs: RunSet, a: analysis.Analysis, out: Path) -> dict:
         figures.curves_of(rs, ids)  # prefetch into the cache
         jobs += [(("curves", prob), figures.loss_curves, (rs, df, bests, prob, units[prob], col, out, prob)),
                  (("lr", prob), figures.lr_sensitivity, (df, prob, target, units[prob], col, order, out, prob)),
+                 (("tuning", prob), figures.tuning_budget, (budget, prob, col, order, out, prob)),
+                 (("landscape", prob), figures.landscapes, (landscape.landscapes(df, prob), prob, bool(g["has_fstar"].all()), out, prob)),
+                 (("batch", prob), figures.batch_scaling, (scaling[prob], prob, target, col, out, prob)),
                  (("ecdf", prob), figures.runtime_distribution, (df, bests, prob, units[prob], col, out, prob)),
                  (("trajectories", prob), figures.trajectories, (rs, df, bests, prob, col, out, prob))]
         if g["global"].notna().all() and "tags.basin" in g:
@@ -273,11 +291,13 @@ def build(rs: RunSet, out: Path, name: str, target: float, tune="half", select: 
     md += ["## Findings", ""] + [f"- {f}" for f in findings(a)]
     md += ["", "## Summary", "", "Per problem, configurations ranked best first (see *How to read*).", "", summary_table(a), ""]
     md += protocol_section(a)
-    figs = render(rs, a, out)
+    budget = tuning.budget(a)
+    scaling = {prob: landscape.batch_scaling(a, prob) for prob in analysis.problems(df)}
+    figs = render(rs, a, budget, scaling, out)
     if figs.get("profile"):
         md += ["### Across problems", "", f"![performance profile]({figs['profile']})", ""]
     md += ["## Set-up", "", setup(rs, df)]
-    md += per_problem(df, figs)
+    md += per_problem(df, figs, budget, searched(rs, df), scaling)
     md += ["## How to read this report", "",
            HOW_TO_READ.format(factor=analysis.FACTOR, solved=analysis.SOLVED, digits=analysis.DIGITS, min_split=MIN_SPLIT, target=target)]
     path = out / "report.md"
@@ -285,7 +305,50 @@ def build(rs: RunSet, out: Path, name: str, target: float, tune="half", select: 
     return path
 
 
-def per_problem(df: pd.DataFrame, figs: dict) -> list[str]:
+def searched(rs: RunSet, df: pd.DataFrame) -> list[str]:
+    """The sampled search spaces of the sweeps these runs come from (tag ``harness.search``)."""
+    ids = set(df["tags.mlflow.parentRunId"].dropna()) if "tags.mlflow.parentRunId" in df else set()
+    return sorted({p["tags"]["harness.search"] for pid, p in rs.parents.items() if pid in ids and p["tags"].get("harness.search")})
+
+
+def tuning_section(budget: pd.DataFrame, prob: str, fig: str | None, spaces: list[str]) -> list[str]:
+    """Expected best after k trials, AlgoPerf's number and the one-shot default, per configuration."""
+    b = budget[budget.problem == prob]
+    if b.empty:
+        return []
+    what = ("The trials are points sampled from the search space (" + " | ".join(spaces) + ")." if spaces else
+            "The trials are the points of the lr grid that ran, taken as a set of trials (a grid, not a random sample: "
+            "the numbers say how lucky k grid points drawn at random would be).")
+    val = lambda v, f, inf="diverged": "–" if v != v else (inf if v == math.inf else f"≤ {analysis.SOLVED:g}" if f and v <= analysis.SOLVED * (1 + 1e-9) else fmt.value(v, f))  # noqa: E731
+    rows = [[r.config, str(r.trials), val(r.curve[0], r.fstar, "∞"), val(r.curve[min(4, r.trials - 1)], r.fstar, "∞") if r.trials >= 5 else "–",
+             val(r.algoperf, r.fstar), val(r.tuned, r.fstar),
+             (f"{val(r.default, r.fstar)} (lr {fmt.lr(r.default_lr)})" if r.default == r.default else
+              ("not run (lr " + fmt.lr(r.default_lr) + ")" if r.default_lr else "–"))] for r in b.itertuples()]
+    md = ["### Tuning budget", "", what + " Each trial is chosen on the tuning seeds and reported by its median on the reporting seeds; "
+          "*expected best of k* is exact over every k-subset drawn without replacement (Dodge et al., 2019), a geometric mean where f* is known; ∞ while some k trials could all have diverged. "
+          "AlgoPerf's number is the median over studies of 5 trials of each study's best; *one shot* is the trial at the optimizer's default lr.", ""]
+    if fig:
+        md += [f"![tuning budget on {prob}]({fig})", ""]
+    return md + [table(["configuration", "trials", "expected best of 1", "expected best of 5", "AlgoPerf (median best of 5)", "tuned (all trials)",
+                        "one shot (default lr)"], rows), ""]
+
+
+def scaling_section(scalings: list, fig: str | None) -> list[str]:
+    """Batch-size scaling: each batch size's best lr and its costs to target, and the McCandlish fit."""
+    if not scalings or not fig:
+        return []
+    rows = [[s.optimizer, f"{p.batch:g}", fmt.lr(p.best_lr), fmt.steps(p.steps), fmt.steps(p.examples), str(p.seeds)]
+            for s in scalings for p in s.points.itertuples()]
+    fits = [f"{s.optimizer}: S_min = {s.s_min:.3g} steps, E_min = {s.e_min:.3g} examples, critical batch size B_crit = E_min/S_min = {s.b_crit:.3g}"
+            if math.isfinite(s.s_min) else f"{s.optimizer}: no fit (fewer than 3 batch sizes reached the target, or no positive S_min and E_min)"
+            for s in scalings]
+    return ["### Batch-size scaling", "", f"![batch-size scaling]({fig})", "",
+            "Each batch size at its own best lr (chosen on the tuning seeds), medians over the reporting seeds. "
+            "McCandlish et al. (2018): S = S_min (1 + B_crit/B), i.e. (S/S_min - 1)(E/E_min - 1) = 1, fitted by least squares of S on 1/B.", "",
+            table(["optimizer", "batch size", "best lr", "steps to target", "examples to target", "seeds"], rows), "", *[f"- {f}" for f in fits], ""]
+
+
+def per_problem(df: pd.DataFrame, figs: dict, budget: pd.DataFrame, spaces: list[str], scaling: dict) -> list[str]:
     md = []
     for prob in analysis.problems(df):
         g = df[df.problem == prob]
@@ -295,6 +358,11 @@ def per_problem(df: pd.DataFrame, figs: dict) -> list[str]:
         theory = quadratic_theory(df, prob)
         if theory:
             md += [theory]
+        if figs.get(("landscape", prob)):
+            md += ["### Two-hyperparameter landscape", "", f"![landscape on {alt}]({figs['landscape', prob]})", "",
+                   "Median final value over every seed per cell (log colour scale); x: the median run of the cell diverged; outlined: the lowest median.", ""]
+        md += scaling_section(scaling[prob], figs.get(("batch", prob)))
+        md += tuning_section(budget, prob, figs.get(("tuning", prob)), spaces)
         for key, title, what in (("ecdf", "Runtime distribution", "runtime distribution"), ("minima", "Where runs ended", "outcomes"),
                                  ("trajectories", "Trajectories", "trajectories")):
             if figs.get((key, prob)):

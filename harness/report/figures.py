@@ -18,7 +18,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from harness import analysis  # noqa: E402
+from harness import analysis, theory  # noqa: E402
 from harness.protocol import UNITS, cost_per_step  # noqa: E402
 from harness.store import RunSet, curves_of, read_curves, read_trajectory, run_curves  # noqa: E402
 
@@ -202,7 +202,7 @@ def loss_curves(rs: RunSet, df: pd.DataFrame, bests: pd.DataFrame, prob: str, un
 
 def lr_sensitivity(df: pd.DataFrame, prob: str, target: float, unit: str, col: dict, order: list[str], out: Path, name: str) -> str:
     """Final value vs lr (median line, per-seed dots, diverged runs as x at the top) and, where f* is
-    known, median cost to target vs lr, over every seed. On the quadratic, GD's stability edge 2/L and optimal step."""
+    known, median cost to target vs lr, over every seed. On the quadratic, each configuration's own stability edge."""
     g = df[df.problem == prob]
     fstar = bool(g["has_fstar"].all())
     fig, axes = plt.subplots(1, 2 if fstar else 1, figsize=(12 if fstar else 7, 4.6), layout="constrained", squeeze=False, sharex=True)
@@ -240,12 +240,7 @@ def lr_sensitivity(df: pd.DataFrame, prob: str, target: float, unit: str, col: d
         _fstar_line(a, floor, True)
     if not len(ok):
         a.text(0.5, 0.5, "every run diverged", transform=a.transAxes, ha="center", va="center", fontsize=12)
-    if g["problem_name"].iloc[0] == "quadratic" and {"params.problem.mu", "params.problem.L"} <= set(g.columns) and g["params.problem.L"].nunique() == 1 and g["params.problem.mu"].nunique() == 1:
-        mu, L = float(g["params.problem.mu"].iloc[0]), float(g["params.problem.L"].iloc[0])
-        for ax in [a] + ([b] if b is not None else []):
-            ax.axvline(2 / L, color="k", ls="--", lw=1)
-            ax.axvline(2 / (L + mu), color="k", ls=":", lw=1)
-        handles += [(a.plot([], [], "k--", lw=1)[0], "2/L: GD stability edge"), (a.plot([], [], "k:", lw=1)[0], "2/(L+mu): optimal GD step")]
+    _edges(g, theory.edges(df, prob), col, [a] + ([b] if b is not None else []), handles)
     a.set_xscale("log")
     if log_y:
         a.set_yscale("log")
@@ -265,6 +260,154 @@ def lr_sensitivity(df: pd.DataFrame, prob: str, target: float, unit: str, col: d
     fig.suptitle(f"{name}: learning-rate sensitivity")
     _legend_below(fig, [h for h, _ in handles], [lb for _, lb in handles])
     return _save(fig, out / f"lr_{_slug(prob)}.png")
+
+
+def _edges(g: pd.DataFrame, edges: dict, col: dict, axes: list, handles: list) -> None:
+    """Each configuration's stability edge in its own colour (harness/theory.py), and GD's optimal step
+    2/(L+mu) where a GD configuration ran."""
+    for cfg, e in edges.items():
+        c, _ = col[cfg]
+        for ax in axes:
+            ax.axvline(e.lr, color=c, ls="--", lw=1.2)
+        handles.append((axes[0].plot([], [], "--", color=c, lw=1.2)[0], f"{cfg}: stability edge {e.formula.split(',')[0]} = {e.lr:.3g}"))
+    if any(e.kind == "gd" for e in edges.values()):
+        mu, L = theory.quadratic_constants(g)
+        for ax in axes:
+            ax.axvline(2 / (L + mu), color="k", ls=":", lw=1)
+        handles.append((axes[0].plot([], [], "k:", lw=1)[0], "2/(L+mu): optimal GD step"))
+
+
+def tuning_budget(budget: pd.DataFrame, prob: str, col: dict, order: list[str], out: Path, name: str) -> str | None:
+    """Expected best final value after k trials per configuration (line), its bootstrap band, the AlgoPerf
+    number (diamond at k = 5) and the one-shot default (dotted), as harness/tuning.py computes them."""
+    b = budget[budget.problem == prob].set_index("config")
+    if b.empty or int(b["trials"].max()) < 2:
+        return None
+    fstar = bool(b["fstar"].all())
+    fig, ax = plt.subplots(figsize=(8, 4.6), layout="constrained")
+    handles, shown, algoperf, default = [], [], False, False
+    show = lambda v: np.where(np.isfinite(v), np.maximum(v, analysis.SOLVED) if fstar else v, np.nan)  # noqa: E731
+    for cfg in (c for c in order if c in b.index):
+        r, (c, ls) = b.loc[cfg], col[cfg]
+        k = np.arange(1, r["trials"] + 1)
+        h = ax.plot(k, show(r["curve"]), color=c, ls=ls, marker="o", ms=3)[0]
+        shown += [show(r["curve"]), show(r["lo"]), show(r["hi"])]
+        ax.fill_between(k, show(r["lo"]), np.where(np.isposinf(r["hi"]) & np.isfinite(r["lo"]), 1e300, show(r["hi"])), color=c, alpha=0.12, lw=0)
+        if math.isfinite(r["algoperf"]):
+            algoperf = True
+            ax.plot([5], show(np.array([r["algoperf"]])), marker="D", ms=6, color=c, mec="k", mew=0.6, ls="none")
+        if math.isfinite(r["default"]):
+            default = True
+            shown.append(show(np.array([r["default"]])))
+            ax.axhline(shown[-1][0], color=c, ls=":", lw=1.2)
+        handles.append((h, f"{cfg} ({r['trials']} trials)"))
+    handles.append((ax.fill_between([], [], [], color="grey", alpha=0.2), "95% bootstrap band over the trials (open above: +inf)"))
+    if algoperf:
+        handles.append((ax.plot([], [], "D", color="grey", mec="k", mew=0.6)[0], "AlgoPerf: median over studies of 5 of each study's best"))
+    if default:
+        handles.append((ax.plot([], [], ":", color="grey")[0], "one shot: the optimizer's default lr"))
+    v = np.concatenate(shown)
+    v = v[np.isfinite(v)]
+    if not v.size:  # every trial diverged: nothing to draw (the table says so)
+        plt.close(fig)
+        return None
+    ax.set_ylim(*((v.min() / 3, v.max() * 3) if fstar else (v.min() - 0.05 * np.ptp(v) - 1e-12, v.max() + 0.05 * np.ptp(v) + 1e-12)))
+    if fstar:
+        ax.set_yscale("log")
+    ax.set_xlabel("trials k (drawn without replacement; lr chosen on tuning seeds)")
+    ax.set_ylabel("expected best final f(x) - f* (geometric mean)" if fstar else "expected best final loss")
+    ax.set_title("reported on the reporting seeds; +inf (not drawn) while k trials could all diverge", fontsize=9)
+    ax.grid(alpha=0.3, which="both")
+    fig.suptitle(f"{name}: tuning budget")
+    _legend_below(fig, [h for h, _ in handles], [lb for _, lb in handles])
+    return _save(fig, out / f"tuning_{_slug(prob)}.png")
+
+
+def landscapes(lands: list, prob: str, fstar: bool, out: Path, name: str) -> str | None:
+    """One panel per optimizer: median score over every seed per (lr, second setting) cell, log colour
+    scale, diverged cells marked x, the best cell outlined; sampled points as a scatter."""
+    if not lands:
+        return None
+    from matplotlib.colors import LogNorm, Normalize
+
+    fig, axes = plt.subplots(1, len(lands), figsize=(max(8.0, 5.2 * len(lands)), 5.0), layout="constrained", squeeze=False)
+    finite = np.concatenate([s.cells["median"].to_numpy(float) for s in lands])
+    finite = finite[np.isfinite(finite)]
+    log = fstar or (finite.size > 0 and bool((finite > 0).all()))
+    lo = max(finite.min(), analysis.SOLVED) if finite.size and log else (finite.min() if finite.size else 0.0)
+    hi = max(finite.max(), lo * 10) if finite.size else 1.0
+    norm = LogNorm(lo, hi) if log else Normalize(lo, hi)
+    mappable = None
+    for ax, s in zip(axes[0], lands):
+        c = s.cells
+        vals = np.where(np.isfinite(c["median"]), np.maximum(c["median"], lo) if log else c["median"], np.nan)
+        best = s.best()
+        if s.grid:
+            lrs, ys = sorted(c["lr"].unique()), sorted(c["value"].unique())
+            m = np.full((len(ys), len(lrs)), np.nan)
+            for (lr, y), v in zip(zip(c["lr"], c["value"]), vals):
+                m[ys.index(y), lrs.index(lr)] = v
+            mappable = ax.imshow(m, origin="lower", aspect="auto", cmap="viridis", norm=norm)
+            bad = c[~np.isfinite(c["median"])]
+            ax.plot([lrs.index(v) for v in bad["lr"]], [ys.index(v) for v in bad["value"]], "x", color="#d62728", ms=9, mew=2, ls="none")
+            if best is not None:
+                ax.add_patch(plt.Rectangle((lrs.index(best["lr"]) - 0.5, ys.index(best["value"]) - 0.5), 1, 1, fill=False, ec="red", lw=2.5))
+            ax.set_xticks(range(len(lrs)), [f"{v:.3g}" for v in lrs], rotation=45 if len(lrs) > 5 else 0, fontsize=8)
+            ax.set_yticks(range(len(ys)), [f"{v:.3g}" for v in ys], fontsize=8)
+        else:
+            ok = np.isfinite(vals)
+            mappable = ax.scatter(c["lr"][ok], c["value"][ok], c=vals[ok], cmap="viridis", norm=norm, s=40, edgecolors="k", linewidths=0.3)
+            ax.plot(c["lr"][~ok], c["value"][~ok], "x", color="#d62728", ms=8, mew=2, ls="none")
+            if best is not None:
+                ax.plot([best["lr"]], [best["value"]], "o", ms=13, mfc="none", mec="red", mew=2)
+            ax.set_xscale("log")
+        ax.set_xlabel("learning rate")
+        ax.set_ylabel(s.name)
+        ax.set_title(f"{s.optimizer}: lr x {s.name}" + ("" if s.grid else " (sampled points)"), fontsize=10)
+    if mappable is not None:
+        fig.colorbar(mappable, ax=axes[0].tolist(), label=("median final f(x) - f*" if fstar else "median final loss") + " (all seeds)")
+    fig.suptitle(f"{name}: two-hyperparameter landscape\nx: the median run diverged; red outline: the lowest median", fontsize=11)
+    return _save(fig, out / f"landscape_{_slug(prob)}.png")
+
+
+def batch_scaling(scalings: list, prob: str, target: float, col_of: dict, out: Path, name: str) -> str | None:
+    """Steps and examples to the target against batch size, each at that batch size's best lr, with the
+    perfect-scaling line and McCandlish et al.'s fit where it holds."""
+    if not scalings:
+        return None
+    fig, (a, b) = plt.subplots(1, 2, figsize=(12, 4.6), layout="constrained")
+    tab = plt.get_cmap("tab10").colors
+    handles = []
+    for i, s in enumerate(scalings):
+        p, c = s.points, matplotlib.colors.to_hex(tab[(analysis.ORDER.index(s.optimizer) if s.optimizer in analysis.ORDER else i) % 10])
+        ok = np.isfinite(p["steps"])
+        h = a.plot(p["batch"][ok], p["steps"][ok], "o-", color=c)[0]
+        b.plot(p["batch"][ok], p["examples"][ok], "o-", color=c)
+        for x, lr, st in zip(p["batch"][ok], p["best_lr"][ok], p["steps"][ok]):
+            a.annotate(f"lr {lr:.3g}", (x, st), textcoords="offset points", xytext=(4, 4), fontsize=7, color=c)
+        handles.append((h, f"{s.optimizer}" + ("" if ok.all() else f" ({int((~ok).sum())} batch size(s) never reached the target)")))
+        if ok.any():
+            x0, s0 = float(p["batch"][ok].iloc[0]), float(p["steps"][ok].iloc[0])
+            xs = np.geomspace(p["batch"].min(), p["batch"].max(), 50)
+            a.plot(xs, s0 * x0 / xs, ":", color=c, lw=1)
+            b.plot(xs, np.full_like(xs, s0 * x0), ":", color=c, lw=1)
+        if math.isfinite(s.s_min):
+            xs = np.geomspace(p["batch"].min(), p["batch"].max(), 50)
+            a.plot(xs, s.s_min + s.e_min / xs, "--", color=c, lw=1)
+            b.plot(xs, s.s_min * xs + s.e_min, "--", color=c, lw=1)
+            handles.append((a.plot([], [], "--", color=c)[0], f"{s.optimizer} fit: S_min={s.s_min:.3g} steps, E_min={s.e_min:.3g}, B_crit={s.b_crit:.3g}"))
+    handles.append((a.plot([], [], ":", color="grey")[0], "perfect scaling from the smallest batch (steps x batch constant)"))
+    for ax, what in ((a, "steps"), (b, "examples")):
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("batch size (examples per step)")
+        ax.set_ylabel(f"median {what} to f - f* <= {target:.0e}")
+        ax.grid(alpha=0.3, which="both")
+    a.set_title("steps to target at each batch size's best lr", fontsize=10)
+    b.set_title("examples to target", fontsize=10)
+    fig.suptitle(f"{name}: batch-size scaling (reporting seeds)")
+    _legend_below(fig, [h for h, _ in handles], [lb for _, lb in handles])
+    return _save(fig, out / f"batch_{_slug(prob)}.png")
 
 
 def runtime_distribution(df: pd.DataFrame, bests: pd.DataFrame, prob: str, unit: str, col: dict, out: Path, name: str) -> str | None:

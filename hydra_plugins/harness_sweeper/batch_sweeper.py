@@ -75,6 +75,7 @@ class BatchSweeper(Sweeper):
         self.config: DictConfig | None = None
         self.launcher: Launcher | None = None
         self.hydra_context: HydraContext | None = None
+        self.search: str | None = None  # the sampled search space, as the parent run's tag harness.search
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
         from hydra.core.plugins import Plugins
@@ -103,7 +104,8 @@ class BatchSweeper(Sweeper):
 
         parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
         args = [f"{k}={v}" for k, v in self.params.items()] + list(arguments)
-        jobs = BasicSweeper.split_arguments(parser.parse_overrides(args), None)[0]
+        grid, points = self.search_points(parser.parse_overrides(args))
+        jobs = [job + point for job in BasicSweeper.split_arguments(grid, None)[0] for point in points]
         values: dict[str, list] = defaultdict(list)
         one: dict[str, Any] = {}  # each distinct override string parsed once (10,000 jobs share ~100 of them)
         for job in jobs:
@@ -132,6 +134,26 @@ class BatchSweeper(Sweeper):
             for i in range(0, len(members), int(min(size, len(members)))):
                 out.append((list(common), members[i : i + int(min(size, len(members)))]))
         return out
+
+    def search_points(self, overrides: list) -> tuple[list, list[list[str]]]:
+        """The grid overrides, and the sampled points of the ``interval(a, b)`` ones (harness/search.py):
+        one override list per trial, crossed with every grid point; [[]] without intervals."""
+        from hydra.core.override_parser.types import IntervalSweep
+
+        spaces = [o for o in overrides if isinstance(o.value(), IntervalSweep)]
+        if not spaces:
+            return overrides, [[]]
+        from harness.search import Interval, sample
+
+        search = self.config.get("search") or {}
+        intervals = [Interval(o.key_or_group, float(o.value().start), float(o.value().end), "log" in o.value().tags) for o in spaces]
+        grid = [o for o in overrides if not isinstance(o.value(), IntervalSweep)]
+        points = sample(intervals, search.get("trials"), search.get("seed", 0))
+        self.search = "; ".join(i.spelled() for i in intervals) + f"; {len(points)} Sobol trials, seed {search.get('seed', 0)}"
+        return grid, points
+
+    def search_tag(self) -> dict[str, str]:
+        return {"harness.search": self.search} if self.search else {}
 
     def job_overrides(self, common: list[str], members: list[list[str]], extra: list[str], index: int) -> list[str]:
         """A batched job's overrides: its common ones, and ``members=<file>``, a JSON file in the sweep
@@ -186,12 +208,12 @@ class BatchSweeper(Sweeper):
         t_start = time.perf_counter()
         uri = resolve_uri(self.config.tracking.uri)
         shown = uri.replace("sqlite:///" + os.getcwd() + "/", "sqlite:///")
-        groups = self.groups(arguments)
-        total = sum(len(m) for _, m in groups)
+        groups: list = []
         hashes: dict[tuple, str] = {}  # (common, member) overrides -> the member's config hash
         current: dict[tuple, str] = {}  # ... -> its member key: configuration and code (store.member_key)
         files: dict[tuple, dict] = {}  # ... -> the code files computing it
         try:
+            groups = self.groups(arguments)
             for common, members in groups:
                 cfg = self.hydra_context.config_loader.load_sweep_config(self.config, list(common))
                 with open_dict(cfg):
@@ -202,6 +224,7 @@ class BatchSweeper(Sweeper):
                         hashes[key], current[key], files[key] = h, member_key(h, b.code_hash), b.code
             check_reachable(uri)
             tracker = Tracker(uri, experiment_name(self.config.tracking.experiment))
+            total = sum(len(m) for _, m in groups)
         except ConfigError as e:
             print(f"error: {e}", file=sys.stderr)
             sys.exit(2)
@@ -231,14 +254,14 @@ class BatchSweeper(Sweeper):
             tracker.reopen(parent)
             from harness.provenance import tags as provenance
 
-            tracker.set_tags(parent, {CODE_FILES: code_files, **provenance()})
+            tracker.set_tags(parent, {CODE_FILES: code_files, **provenance(), **self.search_tag()})
             log.info(resume_line(parent, total, total - len(todo_keys), stale, files, old_files))
         else:
             from harness.provenance import tags as provenance
 
             name = f"sweep {time.strftime('%Y-%m-%d %H:%M:%S')} ({total} runs)"
             parent = tracker.start_parent(name, {"harness.sweep": "true", "harness.runs": str(total), SWEEP_HASH: sweep_hash,
-                                                 CODE_FILES: code_files, **provenance()})
+                                                 CODE_FILES: code_files, **provenance(), **self.search_tag()})
         todo = sum(len(m) for _, m in groups)
         workers = self.workers()
         if workers > len(groups):
