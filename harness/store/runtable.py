@@ -54,4 +54,4 @@ def read_run_tables(folders: list[Path], run_ids: list[str]):
         return None
     t = pa.concat_tables([pq.read_table(f, use_threads=False) for f in files], promote_options="default")
     t = t.filter(pc.is_in(t["run_id"], value_set=pa.array(run_ids, type=pa.string())))
-    return t.to_pandas().drop_duplicates("run_id") if t.num_rows else None
+    return t.to_pandas(split_blocks=True, self_destruct=True).drop_duplicates("run_id") if t.num_rows else None
