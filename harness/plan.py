@@ -22,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from harness import schedules
 from harness.fingerprint import code_hash, fingerprint
+from harness.limits import check_sizes
 from harness.runner import StopRules
 from optimizers.base import ConfigError, Optimizer
 from optimizers.torch_batched import elementwise
@@ -29,7 +30,8 @@ from optimizers.torch_batched import elementwise
 TOP_KEYS = ["problem", "optimizer", "schedule", "lr", "steps", "seed", "dtype", "batch_size", "stop", "stats", "tracking", "members"]
 STOP_KEYS = ["grad_tol", "x_tol", "target_loss", "divergence_factor"]
 STATS_KEYS = ["targets", "basin_tol"]
-TRACKING_KEYS = ["uri", "experiment", "parent_run_id", "swept", "resume"]
+TRACKING_KEYS = ["uri", "experiment", "resume"]
+SET_BY_THE_SWEEPER = {"members": None, "tracking": ["parent_run_id", "swept"]}  # added with +, never shown to users
 DTYPES = {"float64": torch.float64, "float32": torch.float32}
 META_KEYS = ("_target_", "name")  # problem / optimizer keys that are not constructor arguments
 
@@ -113,6 +115,7 @@ def member_configs(cfg: DictConfig, members: list[list[str]] | None = None) -> l
     members = read_members(given) if members is None else members
     if not members:
         return [(base, [])]
+    lr_follows = OmegaConf.is_interpolation(cfg, "lr")  # lr not given: it is optimizer.lr, swept or not
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     parser = None
@@ -132,6 +135,8 @@ def member_configs(cfg: DictConfig, members: list[list[str]] | None = None) -> l
             parser = parser or OverridesParser.create()
             for o in parser.parse_overrides(rest):
                 _set(c, o.key_or_group, o.value())
+        if lr_follows and not any(t.startswith("lr=") for t in overrides):
+            c["lr"] = c["optimizer"].get("lr") if isinstance(c.get("optimizer"), dict) else None
         out.append((c, list(overrides)))
     return out
 
@@ -165,7 +170,7 @@ def effective_lr(c: Cfg) -> Any:
 def validate_common(c: Cfg) -> None:
     """Checks that need only one member's config."""
     _unknown("", c.keys(), TOP_KEYS)
-    for section, allowed in (("stop", STOP_KEYS), ("stats", STATS_KEYS), ("tracking", TRACKING_KEYS)):
+    for section, allowed in (("stop", STOP_KEYS), ("stats", STATS_KEYS), ("tracking", TRACKING_KEYS + SET_BY_THE_SWEEPER["tracking"])):
         _require(section, c.get(section), isinstance(c.get(section), dict), "a mapping")
         _unknown(section + ".", c[section].keys(), allowed)
     lr = effective_lr(c)
@@ -236,6 +241,7 @@ def build_batch(members: list[Cfg]) -> Batch:
             raise ConfigError(f"batch_size={bs!r} is not allowed for problem {first['problem'].get('name')}; allowed: null "
                               "(mini-batches are for data problems; use problem.grad_noise for noisy gradients)")
         pk["batch_size"] = bs
+    check_sizes(problem_cls, pk, len(members), int(first["steps"]), dtype)
     problem = problem_cls(**pk, seeds=seeds, dtype=dtype)
 
     target = import_target("optimizer._target_", first["optimizer"]["_target_"])
