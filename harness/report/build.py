@@ -237,13 +237,21 @@ def render(rs: RunSet, a: analysis.Analysis, out: Path) -> dict:
             from concurrent.futures.process import BrokenProcessPool
 
             try:
-                with ProcessPoolExecutor(2, mp_context=mp.get_context("fork")) as pool:
+                with ProcessPoolExecutor(2, mp_context=mp.get_context("fork"), initializer=_leave_interrupts_to_the_parent) as pool:
                     return dict(pool.map(_draw, range(len(jobs))))
             except BrokenProcessPool:  # a worker died: draw here instead
                 pass
         return dict(_draw(i) for i in range(len(jobs)))
     finally:
         _JOBS.clear()
+
+
+def _leave_interrupts_to_the_parent() -> None:
+    """Ctrl-C reaches every process of the terminal's group: the report's process answers it in one
+    line; a drawing worker must not print a traceback of its own."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _single_threaded() -> bool:
