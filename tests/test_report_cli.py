@@ -74,3 +74,24 @@ def test_ctrl_c_leaves_the_previous_report_whole(sweep, tmp_path):
     assert stderr.strip() == f"interrupted: no report was written (nothing changed under {out})"
     assert [x.name for x in out.iterdir()] == ["r"]
     assert {x.name: x.read_bytes() for x in (out / "r").iterdir()} == before
+
+
+def test_figure_titles_fit_their_figures(sweep, tmp_path, monkeypatch):
+    """Every figure's title lies within its figure, down to one narrow panel (the trajectories of one
+    configuration), where a one-line title was clipped on both sides."""
+    from harness.report import figures
+
+    save = figures._save
+
+    def checked(fig, path):
+        fig.canvas.draw()
+        if fig._suptitle is not None:
+            box = fig._suptitle.get_window_extent()
+            assert 0 <= box.x0 and box.x1 <= fig.bbox.width, (path.name, fig._suptitle.get_text())
+        return save(fig, path)
+
+    monkeypatch.setattr(figures, "_save", checked)
+    _, uri = sweep
+    args = ["--uri", uri, "--filter", "params.optimizer = 'adam'", "--out", str(tmp_path), "--name", "one"]
+    assert report_main(args) == 0
+    assert (tmp_path / "one" / "trajectories_six_hump_camel.png").is_file()
