@@ -53,6 +53,7 @@ def harness_cli(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     for k in [k for k in os.environ if k.startswith("MLFLOW_")]:
         monkeypatch.delenv(k)
+    monkeypatch.setenv("HARNESS_SWEEP_PID", "")  # a sweep in this process sets it; children started later must not see it
 
     def run(args: list[str]) -> Result:
         capsys.readouterr()
