@@ -46,12 +46,20 @@ def check_sizes(problem_cls, kwargs: dict, members: int, steps: int, dtype: torc
     name = kwargs.get("name") or getattr(problem_cls, "name", "the problem")
     limit = getattr(problem_cls, "max_dim", None)
     if dim is not None and limit is not None and dim > limit:
-        raise ConfigError(f"problem.dim={dim} is not allowed for {name}; allowed: an integer 1..{limit} ({problem_cls.max_dim_reason})")
+        raise ConfigError(
+            f"problem.dim={dim} is not allowed for {name}; allowed: an integer 1..{limit} ({problem_cls.max_dim_reason})"
+        )
     itemsize = torch.empty(0, dtype=dtype).element_size()
     per_member = problem_cls.bytes_per_member(dim or 0, itemsize) if hasattr(problem_cls, "bytes_per_member") else 0
-    curves = (steps + 1) * 8 * (3 + (dim if dim is not None and dim <= 2 else 0))  # loss, grad norm, evals; 1-D/2-D points
+    curves = (
+        (steps + 1) * 8 * (3 + (dim if dim is not None and dim <= 2 else 0))
+    )  # loss, grad norm, evals; 1-D/2-D points
     need, avail = members * (per_member + curves), available_memory()
     if avail is not None and need > MEMORY_SHARE * avail:
-        what = (f"problem.dim={dim}, " if dim is not None else "") + f"steps={steps} and {members} member{'s' * (members != 1)} in one batch"
-        raise ConfigError(f"{what} need about {_gb(need)} of memory, {_gb(avail)} available; allowed: at most {_gb(MEMORY_SHARE * avail)}: "
-                          "a smaller problem.dim, fewer steps, or fewer members per batch (hydra.sweeper.max_batch_size=N)")
+        what = (
+            f"problem.dim={dim}, " if dim is not None else ""
+        ) + f"steps={steps} and {members} member{'s' * (members != 1)} in one batch"
+        raise ConfigError(
+            f"{what} need about {_gb(need)} of memory, {_gb(avail)} available; allowed: at most {_gb(MEMORY_SHARE * avail)}: "
+            "a smaller problem.dim, fewer steps, or fewer members per batch (hydra.sweeper.max_batch_size=N)"
+        )

@@ -18,7 +18,18 @@ from tests.conftest import ROOT, run_cli, terminal_sigint
 def sweep(tmp_path_factory):
     d = tmp_path_factory.mktemp("report_cli")
     uri = f"sqlite:///{d / 'mlflow.db'}"
-    p = run_cli(["problem=six_hump_camel", "steps=200", f"tracking.uri={uri}", "-m", "optimizer=gd,adam", "lr=0.01,0.1", "seed=0,1,2,3"], cwd=d)
+    p = run_cli(
+        [
+            "problem=six_hump_camel",
+            "steps=200",
+            f"tracking.uri={uri}",
+            "-m",
+            "optimizer=gd,adam",
+            "lr=0.01,0.1",
+            "seed=0,1,2,3",
+        ],
+        cwd=d,
+    )
     assert p.returncode == 0, p.stderr
     return d, uri
 
@@ -32,7 +43,9 @@ def one_line(capsys) -> str:
 def test_an_unknown_sweep_is_named(sweep, tmp_path, capsys):
     _, uri = sweep
     assert report_main(["--uri", uri, "--sweep", "deadbeef", "--out", str(tmp_path)]) == 2
-    assert one_line(capsys).startswith(f"error: no sweep deadbeef in experiment 'harness' of {uri}; allowed: the id of a sweep's parent run")
+    assert one_line(capsys).startswith(
+        f"error: no sweep deadbeef in experiment 'harness' of {uri}; allowed: the id of a sweep's parent run"
+    )
     assert list(tmp_path.iterdir()) == []
 
 
@@ -63,7 +76,15 @@ def test_ctrl_c_leaves_the_previous_report_whole(sweep, tmp_path):
     args = [sys.executable, "-m", "harness.report", "--uri", uri, "--out", str(out), "--name", "r", "--no-attach"]
     assert subprocess.run(args, cwd=d, capture_output=True).returncode == 0
     before = {p.name: p.read_bytes() for p in (out / "r").iterdir()}
-    p = subprocess.Popen(args, cwd=d, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True, preexec_fn=terminal_sigint)
+    p = subprocess.Popen(
+        args,
+        cwd=d,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        preexec_fn=terminal_sigint,
+    )
     deadline = time.time() + 120
     while not any(s.glob("*.png") for s in out.glob(".report-*")):  # mid-write: some figures drawn
         assert p.poll() is None and time.time() < deadline, "the report ended before it could be interrupted"
