@@ -49,14 +49,24 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-def _made(folder: Path) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
+def _missing(folder: Path) -> list[Path]:
+    """``folder`` and those of its parents that do not exist yet, deepest first."""
+    folder = folder.absolute()
+    return [p for p in [folder, *folder.parents] if not p.exists()]
+
+
+def _remove(empty_folders: list[Path]) -> None:
+    for folder in empty_folders:
+        try:
+            folder.rmdir()
+        except OSError:  # not made by us after all, or no longer empty
+            return
 
 
 def _staging(out: Path) -> Path:
     """A new hidden folder in ``out``, with the permissions a folder made there would have."""
-    staging = Path(tempfile.mkdtemp(prefix=".report-", dir=_made(out)))
+    out.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".report-", dir=out))
     umask = os.umask(0)
     os.umask(umask)
     staging.chmod(0o777 & ~umask)
@@ -105,19 +115,23 @@ def _report(a) -> int:
     from harness.report.build import build
 
     tune = int(a.tune_seeds) if a.tune_seeds.isdigit() else a.tune_seeds
+    made = _missing(Path(a.out))  # removed again unless a report lands in them
     try:
         staging = _staging(Path(a.out))
     except OSError as e:
+        _remove(made)
         print(f"error: --out={a.out} cannot hold a report ({e.strerror or type(e).__name__}); allowed: a directory you can write to", file=sys.stderr)
         return 2
     try:
         build(rs, staging, name, a.target, tune, a.select)
         _move_into_place(staging, Path(a.out) / name)
+        made = []
     except ProtocolError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+        _remove(made)
     path = a.written = Path(a.out) / name / "report.md"
     figs = len(list(path.parent.glob("*.png")))
     attached = ""
