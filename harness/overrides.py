@@ -1,7 +1,7 @@
 """Preflight checks on the command line's overrides, before Hydra composes anything.
 
-Hydra reports an unknown group option or key over several lines; these checks name the
-key, the bad value and what is allowed in one line. Values are checked later, in
+Hydra reports a malformed override, an unknown group option or key over several lines; these
+checks name the key, the bad value and what is allowed in one line (with the nearest name). Values are checked later, in
 :mod:`harness.plan`, once the config is composed.
 """
 
@@ -62,15 +62,24 @@ def parse(tokens: list[str]):
             try:
                 parser.parse_overrides([t])
             except OverrideParseException as e:
-                raise ConfigError(f"cannot parse {t!r}: {str(e).strip().splitlines()[0]}; allowed: {GRAMMAR}") from None
+                lines = [s for s in str(e).splitlines() if s.strip() and not s.startswith(("Error parsing override", "See "))]
+                raise ConfigError(f"cannot parse {t!r}: {(lines or [str(e).strip()])[0]}; allowed: {GRAMMAR}") from None
         raise
+
+
+VALUE_FLAGS = ("--cfg", "-c", "--package", "-p", "--config-path", "-cp", "--config-name", "-cn", "--config-dir", "-cd", "--info", "-i",
+               "--experimental-rerun")
+
+
+def overrides(args: list[str]) -> list[str]:
+    """The overrides among the arguments: not flags, nor the value of a flag (``--cfg job``)."""
+    return [a for i, a in enumerate(args) if not a.startswith("-") and ("=" in a or i == 0 or args[i - 1] not in VALUE_FLAGS)]
 
 
 def preflight(args: list[str]) -> None:
     """Raise :class:`ConfigError` for a malformed override, an unknown group option or key (not added
     with +), a grid without -m, or the learning rate set twice."""
-    tokens = [a for a in args if not a.startswith("-") and "=" in a]
-    parsed = parse(tokens)
+    parsed = parse(overrides(args))
     dirs = search_dirs(parsed)
     sweeping = any(a in ("-m", "--multirun") for a in args)
     only_showing = any(a.split("=")[0] in INFO_FLAGS for a in args)

@@ -47,6 +47,7 @@ CASES = {
     "lr and optimizer.lr in a sweep": (["optimizer.lr=0.1", "-m", "lr=0.01,0.1"], ["lr=0.01,0.1 and optimizer.lr=0.1", "allowed: one of them"]),
     "malformed sweep override": (["-m", "seed=range(5"], ["cannot parse 'seed=range(5'", "allowed: key=value", "range(start,stop)"]),
     "malformed override": (["lr=[0.1"], ["cannot parse 'lr=[0.1'", "allowed:"]),
+    "override without a value": (["foo"], ["cannot parse 'foo': missing EQUAL", "allowed: key=value"]),
     "near-miss optimizer": (["optimizer=sgd"], ["optimizer=sgd is not allowed; allowed: adagrad,", "(did you mean gd?)"]),
     "near-miss problem in a sweep": (["-m", "problem=rosenbrock,rastrign"], ["problem=rastrign", "(did you mean rastrigin?)"]),
     "near-miss key": (["step=10"], ["unknown key 'step'", "(did you mean steps?)"]),
