@@ -30,7 +30,7 @@ def harness(steps: int, lrs: list[float]) -> float:
     grid = ",".join(f"['lr={lr}']" for lr in lrs)
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         cfg = compose("config", overrides=["problem=cnn", "optimizer=momentum", "batch_size=64", f"steps={steps}",
-                                           "problem.eval_every=0", f"members=[{grid}]"])
+                                           "problem.eval_every=0", f"+members=[{grid}]"])
     (batch,), _ = plan(cfg)
     t = time.perf_counter()
     run_batch(batch)

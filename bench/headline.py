@@ -230,7 +230,7 @@ def harness_compute() -> float:
 
     grid = ",".join(f"['lr={lr}','seed={s}']" for lr in LRS for s in range(SEEDS))
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose("config", overrides=["optimizer=adam", "problem=rosenbrock", f"steps={STEPS}", f"members=[{grid}]"])
+        cfg = compose("config", overrides=["optimizer=adam", "problem=rosenbrock", f"steps={STEPS}", f"+members=[{grid}]"])
     (batch,), _ = plan(cfg)
     t = time.perf_counter()
     run_batch(batch)

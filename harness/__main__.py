@@ -18,6 +18,7 @@ if __name__ == "__main__":  # until the imports below are done (the sweeper and 
     signal.signal(signal.SIGTERM, _stopped_while_starting)
 
 import logging  # noqa: E402
+from pathlib import Path  # noqa: E402
 
 import hydra  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
@@ -27,7 +28,7 @@ from optimizers.base import ConfigError  # noqa: E402
 log = logging.getLogger("harness")
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+@hydra.main(version_base="1.3", config_path=str(Path(__file__).resolve().parent.parent / "conf"), config_name="config")
 def main(cfg: DictConfig) -> list[dict] | dict:
     """A single run's result rows; for a sweep's job, the tally its sweep counts (not a row per member)."""
     from harness.job import run_job, tally
@@ -38,7 +39,7 @@ def main(cfg: DictConfig) -> list[dict] | dict:
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
-    if cfg.tracking.parent_run_id is not None:
+    if cfg.tracking.get("parent_run_id") is not None:
         return tally(out)
     if cfg.get("members") is None:
         for r in out:
@@ -77,19 +78,31 @@ def _flags_first(argv: list[str]) -> list[str]:
     return flags + [a for a in argv if a not in ("-m", "--multirun")]
 
 
-if __name__ == "__main__":
-    sys.argv[1:] = _flags_first(sys.argv[1:])
+def cli(argv: list[str]) -> None:
+    """``python -m harness ARGV``: the checks on the command line, then Hydra. Exits 2 with one line on
+    bad input. Callable in-process (the tests do): it leaves the signal handlers as it found them."""
     from harness.overrides import preflight
 
+    argv = _flags_first(argv)
     try:
-        preflight(sys.argv[1:])
+        preflight(argv)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
+    handlers = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, _raise_interrupt)  # a sweep's own handler replaces it
+    saved, sys.argv = sys.argv, [sys.argv[0], *argv]
     try:
         main()
     except KeyboardInterrupt:  # a single run writes its run only once it has finished
         print("interrupted: nothing was stored", file=sys.stderr)
         sys.exit(130)
+    finally:
+        sys.argv = saved
+        signal.signal(signal.SIGINT, handlers[0])
+        signal.signal(signal.SIGTERM, handlers[1])
+
+
+if __name__ == "__main__":
+    cli(sys.argv[1:])

@@ -112,6 +112,8 @@ def _labels(df: pd.DataFrame, by: list[str], name: pd.Series, keys: list[str]) -
         vals = canonical_frame(g[[k for k in keys if k in g]])
         if "params.problem.x0" in vals:
             vals["params.problem.x0"] = vals["params.problem.x0"].replace("None", "random")
+        if "params.batch_size" in vals:  # null, or not logged (older runs): the full batch
+            vals["params.batch_size"] = vals["params.batch_size"].replace({"None": "full", "–": "full"})
         varying = [k for k in vals if vals[k].nunique() > 1]
         if not varying:
             continue

@@ -266,7 +266,7 @@ def tally(rows: list[dict]) -> dict[str, int]:
 def run_job(cfg: DictConfig) -> list[dict]:
     """Run one job (a single run, or one group of sweep members). Everything is validated
     before any MLflow run exists; a run is created only once its member has finished."""
-    parent = cfg.tracking.parent_run_id
+    parent = cfg.tracking.get("parent_run_id")
     uri = resolve_uri(cfg.tracking.uri)
     if parent is None:  # a sweep's launcher checked the store already
         check_reachable(uri)

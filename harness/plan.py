@@ -22,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from harness import schedules
 from harness.fingerprint import code_hash, fingerprint
+from harness.limits import check_sizes
 from harness.runner import StopRules
 from optimizers.base import ConfigError, Optimizer
 from optimizers.torch_batched import elementwise
@@ -30,7 +31,8 @@ TOP_KEYS = ["problem", "optimizer", "schedule", "lr", "steps", "seed", "dtype", 
 STOP_KEYS = ["grad_tol", "x_tol", "target_loss", "divergence_factor"]
 STATS_KEYS = ["targets", "basin_tol"]
 SEARCH_KEYS = ["trials", "seed"]
-TRACKING_KEYS = ["uri", "experiment", "parent_run_id", "swept", "resume"]
+TRACKING_KEYS = ["uri", "experiment", "resume"]
+SET_BY_THE_SWEEPER = {"members": None, "tracking": ["parent_run_id", "swept"]}  # added with +, never shown to users
 DTYPES = {"float64": torch.float64, "float32": torch.float32}
 DEVICES = ("auto", "cpu", "cuda")
 META_KEYS = ("_target_", "name")  # problem / optimizer keys that are not constructor arguments
@@ -117,6 +119,7 @@ def member_configs(cfg: DictConfig, members: list[list[str]] | None = None) -> l
     members = read_members(given) if members is None else members
     if not members:
         return [(base, [])]
+    lr_follows = OmegaConf.is_interpolation(cfg, "lr")  # lr not given: it is optimizer.lr, swept or not
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     parser = None
@@ -136,6 +139,8 @@ def member_configs(cfg: DictConfig, members: list[list[str]] | None = None) -> l
             parser = parser or OverridesParser.create()
             for o in parser.parse_overrides(rest):
                 _set(c, o.key_or_group, o.value())
+        if lr_follows and not any(t.startswith("lr=") for t in overrides):
+            c["lr"] = c["optimizer"].get("lr") if isinstance(c.get("optimizer"), dict) else None
         out.append((c, list(overrides)))
     return out
 
@@ -179,7 +184,7 @@ def resolve_device(value: Any) -> str:
 def validate_common(c: Cfg) -> None:
     """Checks that need only one member's config."""
     _unknown("", c.keys(), TOP_KEYS)
-    for section, allowed in (("stop", STOP_KEYS), ("stats", STATS_KEYS), ("tracking", TRACKING_KEYS), ("search", SEARCH_KEYS)):
+    for section, allowed in (("stop", STOP_KEYS), ("stats", STATS_KEYS), ("tracking", TRACKING_KEYS + SET_BY_THE_SWEEPER["tracking"]), ("search", SEARCH_KEYS)):
         if section == "search" and section not in c:
             continue  # configs of your own written before sampled sweeps
         _require(section, c.get(section), isinstance(c.get(section), dict), "a mapping")
@@ -253,6 +258,7 @@ def build_batch(members: list[Cfg]) -> Batch:
             raise ConfigError(f"batch_size={bs!r} is not allowed for problem {first['problem'].get('name')}; allowed: null "
                               "(mini-batches are for data problems; use problem.grad_noise for noisy gradients)")
         pk["batch_size"] = bs
+    check_sizes(problem_cls, pk, len(members), int(first["steps"]), dtype)
     device = resolve_device(first.get("device", "cpu"))
     with torch.device(device):
         problem = problem_cls(**pk, seeds=seeds, dtype=dtype)

@@ -139,6 +139,10 @@ def elementwise(cls: type, kwargs: dict, dtype: torch.dtype = torch.float64) -> 
                       {k: v for k, v in kwargs.items() if not isinstance(v, (int, float)) or isinstance(v, bool)}],
                      sort_keys=True, default=str)
     if key not in _verdicts:
+        try:
+            cls([torch.zeros(1, dtype=dtype, requires_grad=True)], **kwargs)
+        except Exception:  # noqa: BLE001 - a bad value (plan.build_batch names it): no verdict on the class
+            return False
         gen = torch.Generator().manual_seed(0)
         p0 = torch.randn(3, 5, generator=gen, dtype=dtype)
         scale = torch.rand(3, 5, generator=gen, dtype=dtype) + 0.5

@@ -62,6 +62,14 @@ class Problem:
     eval_every = 0  # steps between evaluate() calls (0: never)
     samples: int | None = None  # training examples (data problems); epochs = step * batch / samples
     fixed: tuple[str, ...] = ()  # base-class arguments a subclass sets itself (not config keys), e.g. ("dim",)
+    max_dim: int | None = None  # the largest problem.dim allowed (None: as memory allows), and why
+    max_dim_reason = ""
+
+    @classmethod
+    def bytes_per_member(cls, dim: int, itemsize: int) -> int:
+        """Memory one member takes while it runs (its point, gradient, optimizer state, temporaries),
+        estimated before anything is built (harness/limits.py)."""
+        return 16 * dim * itemsize
 
     def __init__(self, dim: int, x0=None, box=(-1.0, 1.0), grad_noise: float = 0.0, *, seeds: Sequence[int] = (0,), dtype=torch.float64):
         if not isinstance(dim, int) or isinstance(dim, bool) or dim < 1:

@@ -19,6 +19,12 @@ from problems.base import Minimum, Problem, rng
 class Quadratic(Problem):
     name = "quadratic"
     f_star = 0.0
+    max_dim = 2000
+    max_dim_reason = "a dense d x d matrix per member, rotated by a QR decomposition in O(d^3)"
+
+    @classmethod
+    def bytes_per_member(cls, dim: int, itemsize: int) -> int:
+        return dim * dim * (3 * 8 + itemsize) + 16 * dim * itemsize  # Gaussian, Q and A in float64, then A as a tensor
 
     def __init__(self, dim: int = 10, mu: float = 1.0, L: float = 100.0, rotate: bool = True, center=None, x0=None, box=(-1.0, 1.0), **kw):
         super().__init__(dim, x0, box, **kw)

@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -22,9 +23,9 @@ def make_cfg(*overrides: str):
 
 
 def members(*pairs: dict) -> str:
-    """A ``members=[...]`` override: each dict is one grid member's numeric overrides."""
+    """A ``+members=[...]`` override: each dict is one grid member's numeric overrides."""
     inner = ",".join("[" + ",".join(f"'{k}={v}'" for k, v in p.items()) + "]" for p in pairs)
-    return f"members=[{inner}]"
+    return f"+members=[{inner}]"
 
 
 def run_cli(args: list[str], cwd: Path, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
@@ -34,6 +35,37 @@ def run_cli(args: list[str], cwd: Path, env: dict | None = None, timeout: float 
     return subprocess.run(
         [sys.executable, "-m", "harness", *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout
     )
+
+
+@dataclass
+class Result:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture
+def harness_cli(tmp_path, monkeypatch, capsys):
+    """``python -m harness ARGS`` in this process, in ``tmp_path`` (as run_cli, without starting Python,
+    torch and Hydra again): ``harness_cli(["lr=0"])`` -> Result(returncode, stdout, stderr)."""
+    from harness.__main__ import cli
+
+    monkeypatch.chdir(tmp_path)
+    for k in [k for k in os.environ if k.startswith("MLFLOW_")]:
+        monkeypatch.delenv(k)
+    monkeypatch.setenv("HARNESS_SWEEP_PID", "")  # a sweep in this process sets it; children started later must not see it
+
+    def run(args: list[str]) -> Result:
+        capsys.readouterr()
+        try:
+            cli(list(args))
+            code = 0
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else 1
+        out, err = capsys.readouterr()
+        return Result(code, out, err)
+
+    return run
 
 
 def sweep_runs(uri: str) -> tuple[list, list]:

@@ -1,12 +1,15 @@
-"""Bad input: one line naming the key, the value and what is allowed; non-zero exit; no
-traceback; no MLflow run created."""
+"""Bad input: one line naming the key, the value and what is allowed; exit 2; no traceback; no
+MLflow run created. The command line runs in this process (``harness.__main__.cli``): what needs a
+process of its own (signals) is in test_resume.py and test_report.py."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+from contextlib import contextmanager
+
 import pytest
 from mlflow import MlflowClient
-
-from tests.conftest import run_cli
 
 CASES = {
     "unknown optimizer": (["optimizer=adamx"], ["optimizer=adamx", "allowed:", "adam, adamw"]),
@@ -43,26 +46,88 @@ CASES = {
     "no trials": (["-m", "lr=interval(0.1, 1)", "search.trials=0"], ["search.trials=0", "allowed: an integer >= 1"]),
     "unreachable tracking server": (["tracking.uri=http://127.0.0.1:9"], ["tracking.uri=http://127.0.0.1:9", "unreachable", "allowed:"]),
     "unreachable tracking server in a sweep": (["tracking.uri=http://127.0.0.1:9", "-m", "lr=0.1,0.2"], ["tracking.uri=http://127.0.0.1:9", "unreachable"]),
+    "grid without -m": (["grid=lr_decades", "problem=quadratic"], ["grid=lr_decades is a sweep and runs only with -m", "allowed: python -m harness grid=lr_decades ... -m"]),
+    "lr and optimizer.lr": (["lr=0.01", "optimizer.lr=0.1"], ["lr=0.01 and optimizer.lr=0.1 both set the learning rate", "allowed: one of them"]),
+    "lr and optimizer.lr in a sweep": (["optimizer.lr=0.1", "-m", "lr=0.01,0.1"], ["lr=0.01,0.1 and optimizer.lr=0.1", "allowed: one of them"]),
+    "malformed sweep override": (["-m", "seed=range(5"], ["cannot parse 'seed=range(5'", "allowed: key=value", "range(start,stop)"]),
+    "malformed override": (["lr=[0.1"], ["cannot parse 'lr=[0.1'", "allowed:"]),
+    "override without a value": (["foo"], ["cannot parse 'foo': missing EQUAL", "allowed: key=value"]),
+    "near-miss optimizer": (["optimizer=sgd"], ["optimizer=sgd is not allowed; allowed: adagrad,", "(did you mean gd?)"]),
+    "near-miss problem in a sweep": (["-m", "problem=rosenbrock,rastrign"], ["problem=rastrign", "(did you mean rastrigin?)"]),
+    "near-miss key": (["step=10"], ["unknown key 'step'", "(did you mean steps?)"]),
+    "internal key": (["tracking.parent_run_id=abc"], ["unknown key 'tracking.parent_run_id'", "allowed: uri, experiment, resume"]),
+    "quadratic above its dimension limit": (["problem=quadratic", "problem.dim=20000"], ["problem.dim=20000 is not allowed for quadratic", "allowed: an integer 1..2000"]),
+    "quadratic far above": (["problem=quadratic", "problem.dim=100000000"], ["problem.dim=100000000", "1..2000"]),
+    "beyond memory": (["problem=rastrigin", "problem.dim=100000000000"], ["problem.dim=100000000000", "of memory", "available; allowed: at most"]),
+    "curves beyond memory": (["steps=100000000000"], ["steps=100000000000", "of memory", "fewer steps"]),
 }
 
 
-@pytest.mark.parametrize("args,expected", CASES.values(), ids=CASES.keys())
-def test_bad_input_is_one_clear_line_and_creates_nothing(tmp_path, args, expected):
-    p = run_cli(["steps=20", *args] if not any(a.startswith("steps=") for a in args) else args, cwd=tmp_path)
-    assert p.returncode != 0
-    err = p.stderr.strip()
+def assert_one_line(p, *expected: str) -> None:
+    """Exit 2, one line on stderr starting with ``error:``, holding ``expected``, no traceback."""
+    assert p.returncode == 2, (p.returncode, p.stderr)
     assert "Traceback" not in p.stderr + p.stdout
+    err = p.stderr.strip()
     assert len(err.splitlines()) == 1, err
-    assert err.startswith("error: ")
+    assert err.startswith("error: "), err
     for piece in expected:
         assert piece in err, (piece, err)
-    db = tmp_path / "mlflow.db"
+
+
+def assert_nothing_stored(db) -> None:
     if db.exists():
         client = MlflowClient(f"sqlite:///{db}")
         assert client.search_runs([e.experiment_id for e in client.search_experiments()]) == []
 
 
-def test_sqlite_store_in_a_missing_directory(tmp_path):
-    p = run_cli(["steps=5", f"tracking.uri=sqlite:///{tmp_path}/no/such/dir/m.db"], cwd=tmp_path)
-    assert p.returncode != 0 and "Traceback" not in p.stderr
-    assert p.stderr.strip().startswith("error: tracking.uri=sqlite:///") and "not writable" in p.stderr
+@pytest.mark.parametrize("args,expected", CASES.values(), ids=CASES.keys())
+def test_bad_input_is_one_clear_line_and_creates_nothing(tmp_path, harness_cli, args, expected):
+    p = harness_cli(["steps=20", *args] if not any(a.startswith("steps=") for a in args) else args)
+    assert_one_line(p, *expected)
+    assert_nothing_stored(tmp_path / "mlflow.db")
+    assert not (tmp_path / "mlruns").exists()
+
+
+def test_sqlite_store_in_a_missing_directory(tmp_path, harness_cli):
+    p = harness_cli(["steps=5", f"tracking.uri=sqlite:///{tmp_path}/no/such/dir/m.db"])
+    assert_one_line(p, f"tracking.uri=sqlite:///{tmp_path}/no/such/dir/m.db", "not writable")
+
+
+@contextmanager
+def read_only(path):
+    """``path`` made unwritable for this process: its mode bits, and for root (whom they do not
+    stop) the immutable attribute, which stops root too."""
+    mode = path.stat().st_mode
+    path.chmod(0o555 if path.is_dir() else 0o444)
+    immutable = os.geteuid() == 0
+    if immutable and subprocess.run(["chattr", "+i", str(path)], capture_output=True).returncode != 0:
+        path.chmod(mode)
+        pytest.skip("running as root where chattr +i is refused: nothing here can make a file read-only for root")
+    try:
+        yield
+    finally:
+        if immutable:
+            subprocess.run(["chattr", "-i", str(path)], check=True)
+        path.chmod(mode)
+
+
+def _artifact_dirs(tmp_path) -> list[str]:
+    return sorted(str(p.relative_to(tmp_path)) for p in (tmp_path / "mlruns").rglob("*") if p.is_dir())
+
+
+@pytest.mark.parametrize("what", ["file", "directory"])
+@pytest.mark.parametrize("sweep", [False, True], ids=["single run", "sweep"])
+def test_a_read_only_store_is_refused_before_computing(tmp_path, harness_cli, what, sweep):
+    """A store file, or its directory, that cannot be written: one line before anything runs, and no
+    artifact directory left behind for a run that was never stored."""
+    (tmp_path / "store").mkdir()
+    db = tmp_path / "store" / "mlflow.db"
+    uri = f"tracking.uri=sqlite:///{db}"
+    assert harness_cli(["steps=5", uri]).returncode == 0
+    before = _artifact_dirs(tmp_path)
+    with read_only(db if what == "file" else db.parent):
+        p = harness_cli(["steps=5", "problem=quadratic", uri, *(["-m", "lr=0.1,0.2"] if sweep else [])])
+    assert_one_line(p, uri, "allowed:")
+    assert ("cannot be written" if what == "file" else f"directory {db.parent} is missing or not writable") in p.stderr
+    assert _artifact_dirs(tmp_path) == before  # no orphan artifact directory
+    assert len(MlflowClient(f"sqlite:///{db}").search_runs(["1"])) == 1

@@ -127,7 +127,7 @@ def test_batch_sizes_are_compared_in_examples():
     rows += grid("gd", {0.1: 1e-8}, **{"steps_to_1e-06": 500.0, "examples": 100.0, "params.batch_size": "1"})
     a = analysis.analyse(runs(rows), 1e-6)
     assert a.protocol.unit["p"] == "examples"
-    assert dict(zip(a.bests["config"], a.bests["steps"])) == {"gd (batch_size=1)": 500.0, "gd (batch_size=None)": 4550.0}
+    assert dict(zip(a.bests["config"], a.bests["steps"])) == {"gd (batch_size=1)": 500.0, "gd (batch_size=full)": 4550.0}
     assert a.bests.iloc[0]["config"] == "gd (batch_size=1)"
 
 

@@ -122,7 +122,7 @@ def matches(run, problem: str, config: str) -> bool:
             return False
     for k, v in ckeys.items():
         key = f"optimizer.{k}" if f"optimizer.{k}" in p else k
-        if value_of(p.get(key)) != value_of(v):
+        if value_of(p.get(key)) != value_of("null" if (k, v) == ("batch_size", "full") else v):
             return False
     return True
 
@@ -318,6 +318,9 @@ def test_cnn_test_metrics_and_no_fstar_panels(where):
     header, _ = md_table(md, "problem")
     assert "test accuracy (median)" in header and "test loss (median)" in header
     assert rows[0][6] == "–" and "ecdf_" not in md and "f - f* <=" not in md.split("## How to read")[0]
+    setup = md.split("## Set-up")[1]  # what ran: torch's initialisation of the network, mini-batches of 64
+    assert "x0=the problem's own initialisation, from the seed" in setup and "random in box" not in setup
+    assert "dtype float32; batch_size 64 |" in setup
 
 
 def test_regressions_have_no_basins_and_no_empty_profile(where):
@@ -377,6 +380,8 @@ def test_filter_over_two_sweeps_and_single_runs(where):
     assert setup.count("# sweep ") == 2 and setup.count("# single run") == 2
     assert "steps=300" in setup and "steps=500" in setup and "x0=[-1.5, 2]" in setup
     assert "| steps (max) | 300, 500 |" in setup  # numbers sorted as numbers
+    assert "x0=[-1.5, 2], random in box, from the seed" in setup or "random in box, from the seed" in setup
+    assert "batch_size" not in setup.split("Reproduce with")[0]  # analytic problems: no mini-batches to speak of
 
 
 def test_local_minima_ties_summary_equals_report(where):
@@ -434,7 +439,8 @@ def test_batch_sizes_in_examples(where):
     d, uri = where
     out = sweep(d, uri, ["problem=logistic_regression", "optimizer=gd", "steps=400", "-m", "batch_size=16,null", "lr=0.3,1", "seed=0,1"])
     md, rows = check_report(d, uri, children(uri), [], out)
-    assert {r[1] for r in rows} == {"gd (batch_size=16)", "gd (batch_size=None)"} and "cost in examples" in md
+    assert {r[1] for r in rows} == {"gd (batch_size=16)", "gd (batch_size=full)"} and "cost in examples" in md
+    assert "; batch_size 16, full |" in md.split("## Set-up")[1]
     assert any(r[6].endswith(" examples") for r in rows)
 
 

@@ -135,7 +135,7 @@ def test_a_store_at_another_schema_is_written_through_mlflow_with_the_same_conte
     t = Tracker(f"sqlite:///{tmp_path / 'b' / 'mlflow.db'}", "harness")
     assert not t.direct
     parent = t.start_parent("sweep", {"harness.sweep": "true"})
-    OmegaConf.update(cfg, "tracking.parent_run_id", parent)
+    OmegaConf.update(cfg, "tracking.parent_run_id", parent, force_add=True)
     OmegaConf.update(cfg, "tracking.swept", ["lr", "seed"], force_add=True)
     run_job(cfg)
     t.end(parent)

@@ -66,6 +66,13 @@ def test_an_elementwise_class_runs_its_members_as_one_batch_equal_to_each_alone(
     assert not np.allclose(res.loss[:, 0], res.loss[:, -1])  # the members did differ
 
 
+def test_a_bad_value_leaves_no_verdict_on_the_class():
+    """A setting the class refuses says nothing about the class: later members with good settings
+    still batch (the verdict is cached per process, which the in-process command-line tests share)."""
+    assert not elementwise(torch.optim.NAdam, {"lr": 0.01, "momentum_decay": -1.0, "decoupled_weight_decay": True})
+    assert elementwise(torch.optim.NAdam, {"lr": 0.01, "momentum_decay": 0.004, "decoupled_weight_decay": True})
+
+
 def test_a_coupled_class_is_detected_and_runs_one_member_at_a_time():
     assert not elementwise(NormalizedSGD, {"lr": 0.01})
     assert not elementwise(torch.optim.LBFGS, {"lr": 1.0})  # needs a closure

@@ -42,9 +42,19 @@ def _settings(g: pd.DataFrame, prefix: str, skip=("name", "_target_", "lr")) -> 
         key = c[len(prefix) :]
         v = _values(g[c])
         if key == "x0" and v == "None":
-            v = "random in box, from the seed"
+            has_box = "params.problem.box" in g and g["params.problem.box"].notna().any()
+            v = "random in box, from the seed" if has_box else "the problem's own initialisation, from the seed"
         parts.append(f"{key}={v}")
     return "; ".join(parts) or "–"
+
+
+def _batch_sizes(df: pd.DataFrame) -> str:
+    """``; batch_size full, 32`` where data problems ran (null: the full batch); nothing for analytic problems."""
+    sizes = df["params.batch_size"] if "params.batch_size" in df else pd.Series(dtype=object)
+    data = "metrics.epochs" in df and df["metrics.epochs"].notna().any()
+    if not data and not (sizes.notna() & (sizes != "None")).any():
+        return ""
+    return "; batch_size " + _values(sizes.fillna("None")).replace("None", "full")
 
 
 def banner(rs: RunSet, n: int) -> list[str]:
@@ -78,7 +88,7 @@ def setup(rs: RunSet, df: pd.DataFrame) -> str:
     rows += [
         ["learning rates", str(len(lrs)), ", ".join(fmt.lr(v) for v in lrs)],
         ["seeds", str(len(seeds)), ", ".join(map(str, seeds)) if len(seeds) <= 24 else f"{seeds[0]} … {seeds[-1]}"],
-        ["steps (max)", _values(df["params.steps"]), f"dtype {_values(df['params.dtype'])}; batch_size {_values(df['params.batch_size']) if 'params.batch_size' in df else '–'}"],
+        ["steps (max)", _values(df["params.steps"]), f"dtype {_values(df['params.dtype'])}{_batch_sizes(df)}"],
         ["stopping rules", "", _settings(df, "params.stop.", skip=()).replace("None", "off")],
         ["targets logged", "", _settings(df, "params.stats.", skip=())],
         ["runs", str(len(df)), f"{int(df['diverged'].sum())} diverged"],
@@ -253,13 +263,21 @@ def render(rs: RunSet, a: analysis.Analysis, budget: pd.DataFrame, scaling: dict
             from concurrent.futures.process import BrokenProcessPool
 
             try:
-                with ProcessPoolExecutor(2, mp_context=mp.get_context("fork")) as pool:
+                with ProcessPoolExecutor(2, mp_context=mp.get_context("fork"), initializer=_leave_interrupts_to_the_parent) as pool:
                     return dict(pool.map(_draw, range(len(jobs))))
             except BrokenProcessPool:  # a worker died: draw here instead
                 pass
         return dict(_draw(i) for i in range(len(jobs)))
     finally:
         _JOBS.clear()
+
+
+def _leave_interrupts_to_the_parent() -> None:
+    """Ctrl-C reaches every process of the terminal's group: the report's process answers it in one
+    line; a drawing worker must not print a traceback of its own."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _single_threaded() -> bool:

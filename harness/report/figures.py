@@ -36,6 +36,15 @@ def colours(configs: list[str]) -> dict[str, tuple[str, str]]:
     return {c: (matplotlib.colors.to_hex(cmap[i % len(cmap)]), STYLES[(i // len(cmap)) % len(STYLES)]) for i, c in enumerate(configs)}
 
 
+def _title(fig, text: str, fontsize: float = 12) -> None:
+    """The figure's title, wrapped onto as many lines as the figure's width needs (a one-line title
+    wider than a narrow figure is clipped on both sides)."""
+    import textwrap
+
+    chars = max(20, int(fig.get_figwidth() * 72 / (0.55 * fontsize)))  # a character is about 0.55 em wide
+    fig.suptitle(textwrap.fill(text, chars), fontsize=fontsize)
+
+
 def _save(fig, path: Path) -> str:
     fig.savefig(path, dpi=DPI)
     plt.close(fig)
@@ -195,7 +204,7 @@ def loss_curves(rs: RunSet, df: pd.DataFrame, bests: pd.DataFrame, prob: str, un
         if unit != "steps":  # costs that span decades (batch size 1 against full batch)
             ax.set_xscale("symlog", linthresh=1.0)
             ax.set_xlim(left=0)
-    fig.suptitle(f"{name}: each configuration at its best learning rate (reporting seeds)")
+    _title(fig, f"{name}: each configuration at its best learning rate (reporting seeds)")
     _legend_below(fig, [h for h, _ in handles], [lb for _, lb in handles])
     return _save(fig, out / f"curves_{_slug(prob)}.png")
 
@@ -257,7 +266,7 @@ def lr_sensitivity(df: pd.DataFrame, prob: str, target: float, unit: str, col: d
         b.grid(alpha=0.3, which="both")
         if not steps_drawn:
             b.text(0.5, 0.5, f"no lr's median seed reached {target:.0e}", transform=b.transAxes, ha="center", va="center")
-    fig.suptitle(f"{name}: learning-rate sensitivity")
+    _title(fig, f"{name}: learning-rate sensitivity")
     _legend_below(fig, [h for h, _ in handles], [lb for _, lb in handles])
     return _save(fig, out / f"lr_{_slug(prob)}.png")
 
@@ -431,7 +440,7 @@ def runtime_distribution(df: pd.DataFrame, bests: pd.DataFrame, prob: str, unit:
     ax.set_ylabel("share of (seed, target) pairs reached")
     ax.set_title(f"targets f - f* <= {', '.join(f'{v:.0e}' for v in levels)}; each configuration at its best lr, reporting seeds", fontsize=9)
     ax.grid(alpha=0.3, which="both")
-    fig.suptitle(f"{name}: runtime distribution (ECDF)")
+    _title(fig, f"{name}: runtime distribution (ECDF)")
     _legend_below(fig, [h for h, _ in handles], [lb for _, lb in handles])
     return _save(fig, out / f"ecdf_{_slug(prob)}.png")
 
@@ -457,7 +466,7 @@ def outcomes(shares: pd.DataFrame, prob: str, order: list[str], out: Path, name:
         ax.set_xlabel("learning rate", fontsize=8)
     for row in axes:
         row[0].set_ylabel("share of runs")
-    fig.suptitle(f"{name}: where runs ended")
+    _title(fig, f"{name}: where runs ended")
     h, lb = axes[0][0].get_legend_handles_labels()
     _legend_below(fig, h, lb)
     return _save(fig, out / f"minima_{_slug(prob)}.png")
@@ -534,7 +543,7 @@ def trajectories(rs: RunSet, df: pd.DataFrame, bests: pd.DataFrame, prob: str, c
     fig.supxlabel("x1" if p.dim == 2 else "x", fontsize=9)
     fig.supylabel("x2" if p.dim == 2 else "f(x)", fontsize=9)
     more = f"; the {panels} best ranked of {len(bests[bests.problem == prob])} configurations" if len(bests[bests.problem == prob]) > panels else ""
-    fig.suptitle(f"{name}: trajectories from up to {per_panel} seeded starts (star: global min, dot: local min){more}", fontsize=10)
+    _title(fig, f"{name}: trajectories from up to {per_panel} seeded starts (star: global min, dot: local min){more}", fontsize=10)
     return _save(fig, out / f"trajectories_{_slug(prob)}.png")
 
 
@@ -554,7 +563,7 @@ def profile(df: pd.DataFrame, bests: pd.DataFrame, target: float, units: dict, c
     ax.set_xlabel(f"tau: cost ({', '.join(sorted({UNITS[u] for u in units.values()}))}) to target within tau x the cheapest configuration")
     ax.set_ylabel("share of (problem, seed) instances")
     ax.grid(alpha=0.3, which="both")
-    fig.suptitle(f"Performance profile (Dolan-More), target f - f* <= {target:.0e}")
+    _title(fig, f"Performance profile (Dolan-More), target f - f* <= {target:.0e}")
     _legend_below(fig, [h for h, _ in handles], [lb for _, lb in handles])
     return _save(fig, out / "profile.png")
 

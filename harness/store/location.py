@@ -48,9 +48,11 @@ def check_reachable(uri: str) -> None:
     allowed = "sqlite:///<path>, http(s)://<mlflow server>, or a database URI such as postgresql://..."
     scheme = uri.split(":", 1)[0] if "://" in uri else ""
     if scheme == "sqlite":
-        parent = Path(uri[len("sqlite:///") :]).parent
-        if not parent.is_dir() or not os.access(parent, os.W_OK):
-            raise ConfigError(f"tracking.uri={uri} is unusable: directory {parent} is missing or not writable; allowed: {allowed}")
+        path = Path(uri[len("sqlite:///") :])
+        if not writable_dir(path.parent):
+            raise ConfigError(f"tracking.uri={uri} is unusable: directory {path.parent} is missing or not writable; allowed: {allowed}")
+        if path.exists() and (why := unwritable_file(path)):
+            raise ConfigError(f"tracking.uri={uri} is unusable: {path} cannot be written ({why}); allowed: a writable file, or {allowed}")
     elif scheme in ("http", "https"):
         try:
             with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=5) as r:
@@ -60,6 +62,39 @@ def check_reachable(uri: str) -> None:
             raise ConfigError(f"tracking.uri={uri} is unreachable ({reason}); allowed: {allowed}") from None
     elif scheme in ("file", "") or scheme not in ("postgresql", "mysql", "mssql", "databricks") and "+" not in scheme:
         raise ConfigError(f"tracking.uri={uri} is not supported; allowed: {allowed}")
+
+
+def writable_dir(folder: Path) -> bool:
+    """Whether a file can be made in ``folder`` (tried, not guessed from its mode bits: root ignores
+    them, a read-only mount or an immutable directory does not)."""
+    import tempfile
+
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            return True
+    except OSError:
+        return False
+
+
+def unwritable_file(path: Path) -> str | None:
+    """Why ``path`` cannot be opened for writing, or None when it can (nothing is written)."""
+    try:
+        os.close(os.open(path, os.O_RDWR))
+        return None
+    except OSError as e:
+        return e.strerror or type(e).__name__
+
+
+def check_artifact_root(uri: str, artifact_location: str) -> None:
+    """Fail before any computing when a local artifact location cannot take a run's files."""
+    folder = local_artifact_dir(artifact_location)
+    if folder is None:
+        return
+    while not folder.exists() and folder.parent != folder:
+        folder = folder.parent
+    if not writable_dir(folder):
+        raise ConfigError(f"tracking.uri={uri}: its artifact directory {folder} is not writable; allowed: a writable directory "
+                          "(or another tracking.experiment, whose artifacts go where the store is)")
 
 
 @contextmanager

@@ -135,6 +135,9 @@ def read_runs(uri: str, experiment: str, sweep: str | None = None, filter_string
             sweep = latest[0].info.run_id if latest else None
         if not sweep:
             raise StoreError(f"no sweep in experiment '{experiment}' of {uri}: run one with -m, or pass --filter")
+    elif sweep and not _is_sweep(client, tables, exp_id, sweep):
+        raise StoreError(f"no sweep {sweep} in experiment '{experiment}' of {uri}; allowed: the id of a sweep's parent run "
+                         "(the sweep's summary prints it), or no --sweep for the latest sweep")
     flt = filter_string or f"tags.`{PARENT_TAG}` = '{sweep}'"
     df = _search(client, tables, exp_id, flt, sweep if not filter_string else None)
     if filter_string and not df.empty and "tags.harness.sweep" in df:
@@ -185,6 +188,16 @@ def _frame_of(tables: Tables, status: dict[str, str], parent_artifacts: list[str
         return out
     out.insert(2, "status", out["run_id"].map(status))
     return out
+
+
+def _is_sweep(client, tables: Tables | None, experiment_id: str, run_id: str) -> bool:
+    """Whether ``run_id`` is a run of the experiment (a sweep's parent run)."""
+    if tables is not None:
+        return bool(tables.rows("SELECT 1 FROM runs WHERE run_uuid = ? AND experiment_id = ?", (run_id, int(experiment_id))))
+    try:
+        return client.get_run(run_id).info.experiment_id == experiment_id
+    except Exception:  # noqa: BLE001 - MLflow's "Run ... not found", or a malformed id
+        return False
 
 
 def _search(client, tables: Tables | None, experiment_id: str, flt: str, sweep: str | None):

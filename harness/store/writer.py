@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from harness.store.curves import CURVES_TAG, FOLDER, OWN_FILE, write_curves
-from harness.store.location import creation_lock, local_artifact_dir, seed_new_sqlite, sqlite_file
+from harness.store.location import check_artifact_root, creation_lock, local_artifact_dir, seed_new_sqlite, sqlite_file
 from harness.store.records import RunRecord
 from harness.store.runtable import FOLDER as RUN_TABLES
 from harness.store.runtable import write_run_table
@@ -52,6 +52,7 @@ class Tracker:
                 f"tracking.uri={uri} cannot store artifacts of experiment '{experiment}' (they go through an MLflow "
                 f"server: {self.artifact_location}); allowed: that server's http:// URI, or another experiment name"
             )
+        check_artifact_root(uri, self.artifact_location)
 
     def _open_client(self) -> None:
         import logging

@@ -4,7 +4,7 @@
 as Hydra's BasicSweeper does, to the Cartesian product of the sweep overrides. Jobs whose
 overrides differ only in numeric values of ``lr``, ``seed`` or ``optimizer.*`` form a
 *group*: the group is composed once and handed to the launcher as one job whose config
-carries the members (``members=[[lr=0.001,seed=0], ...]``). The task runs them as one
+carries the members (``+members=[[lr=0.001,seed=0], ...]``). The task runs them as one
 batched tensor program and still logs one MLflow run per member. Anything else (another
 problem, a torch.optim class, a boolean flag) makes separate groups, so nothing changes
 for the user except speed.
@@ -156,7 +156,7 @@ class BatchSweeper(Sweeper):
         return {"harness.search": self.search} if self.search else {}
 
     def job_overrides(self, common: list[str], members: list[list[str]], extra: list[str], index: int) -> list[str]:
-        """A batched job's overrides: its common ones, and ``members=<file>``, a JSON file in the sweep
+        """A batched job's overrides: its common ones, and ``+members=<file>``, a JSON file in the sweep
         directory that lists the members' overrides (Hydra's parser would take ~1 s for 2,000 of them)."""
         import hashlib
         import json
@@ -170,7 +170,7 @@ class BatchSweeper(Sweeper):
         part = path.with_name(f".{path.name}.{os.getpid()}")
         part.write_text(text)
         os.replace(part, path)
-        return list(common) + extra + [f"members={_quote(str(path))}"]
+        return list(common) + extra + [f"+members={_quote(str(path))}"]
 
     @staticmethod
     def collect(groups, returns: Sequence[JobReturn], results: dict) -> list:
@@ -267,7 +267,7 @@ class BatchSweeper(Sweeper):
         if workers > len(groups):
             groups = split(groups, workers)
             log.info(f"Split into {len(groups)} batched jobs for {workers} workers")
-        extra = [f"tracking.uri={_quote(uri)}", f"tracking.parent_run_id={parent}", "tracking.swept=[" + ",".join(_quote(k) for k in self.swept) + "]"]
+        extra = [f"tracking.uri={_quote(uri)}", f"+tracking.parent_run_id={parent}", "+tracking.swept=[" + ",".join(_quote(k) for k in self.swept) + "]"]
         os.environ["HARNESS_SWEEP_PID"] = str(os.getpid())  # workers end with this process (harness/__main__.py)
         status, results, failed = "FAILED", {"runs": 0, "diverged": 0}, []
         before = total - todo
