@@ -324,6 +324,7 @@ def tuning_budget(budget: pd.DataFrame, prob: str, col: dict, order: list[str], 
     if fstar:
         ax.set_yscale("log")
     ax.set_xlabel("trials k (drawn without replacement; lr chosen on tuning seeds)")
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))  # k is a count
     ax.set_ylabel("expected best final f(x) - f* (geometric mean)" if fstar else "expected best final loss")
     ax.set_title("reported on the reporting seeds; +inf (not drawn) while k trials could all diverge", fontsize=9)
     ax.grid(alpha=0.3, which="both")
