@@ -68,7 +68,7 @@ def mlp_batch(members: int, steps: int, device: str) -> Batch:
                     f"steps={steps}",
                     "problem.eval_every=0",
                     f"device={device}",
-                    f"members={f.name}",
+                    f"+members={f.name}",
                 ],
             )
         (batch,), _ = plan(cfg)

@@ -267,13 +267,16 @@ def run_job(cfg: DictConfig) -> list[dict]:
     """Run one job (a single run, or one group of sweep members). Everything is validated
     before any MLflow run exists; a run is created only once its member has finished."""
     parent = cfg.tracking.get("parent_run_id")
+    parts = batches(cfg)  # built one at a time as the loop reaches them: a sweep validated its members already
+    if parent is None:  # a single run (or members given by hand): all validated before the store is touched
+        parts = iter(list(parts))
     uri = resolve_uri(cfg.tracking.uri)
     if parent is None:  # a sweep's launcher checked the store already
         check_reachable(uri)
     tracker = Tracker(uri, experiment_name(cfg.tracking.experiment))
     out = []
     swept = list(cfg.tracking.get("swept") or [])
-    for batch, _ in batches(cfg):  # one batch (or part of one) in memory at a time
+    for batch, _ in parts:  # one batch (or part of one) in memory at a time
         members = results(batch, run_batch(batch), swept)
         if parent is None:  # a single run carries its own provenance (a sweep's parent run has it otherwise)
             from harness.provenance import tags as provenance
