@@ -9,7 +9,8 @@
 - **Every step of the curves**, with the wall time, the points x of 1-D and 2-D problems (at the steps
   of :func:`sample_steps`) and held-out evaluations: in the Parquet file that the runs of a batch share,
   named by the run's tag ``harness.curves`` (:mod:`harness.store.curves`).
-- **config.yaml**, the resolved config of the run, among its artifacts.
+- **config.yaml**, the resolved config of a single run, among its artifacts (a sweep's members have none:
+  their params are the config, and each chunk's run table, :mod:`~harness.store.runtable`, holds their columns).
 """
 
 from __future__ import annotations
