@@ -12,8 +12,8 @@ import torch
 import yaml
 from omegaconf import DictConfig
 
-from harness import runner, schedules
-from harness.plan import Batch, batches, effective_lr
+from harness import instruments, runner, schedules, theory
+from harness.plan import Batch, batches, effective_lr, measured
 from harness.stats import member_stats
 from harness.store import (
     CODE_HASH,
@@ -61,6 +61,8 @@ def held_out(steps: np.ndarray, vals: np.ndarray, stop: int) -> tuple[np.ndarray
 
 
 def _functional_step(batch: Batch, x: torch.Tensor):
+    """(step, set_lrs, preconditioner): the update, the lr setter, and the optimizer's current diagonal
+    preconditioner for the instruments (None for an optimizer without one)."""
     state = batch.optimizer.init([x])
 
     def step(x, g):
@@ -72,7 +74,9 @@ def _functional_step(batch: Batch, x: torch.Tensor):
         lr = batch.optimizer.hyperparams["lr"]
         lr.copy_(torch.tensor(lrs, dtype=lr.dtype))
 
-    return step, set_lrs
+    if batch.optimizer.preconditioner is None:
+        return step, set_lrs, None
+    return step, set_lrs, lambda: batch.optimizer.preconditioner(state)
 
 
 def _torch_step(batch: Batch, x: torch.Tensor):
@@ -149,9 +153,9 @@ def _run_batch(batch: Batch) -> runner.BatchResult:
 
 
 def _run(batch: Batch, x: torch.Tensor) -> runner.BatchResult:
-    step_evals = None  # one gradient evaluation per update, unless the step counts its own
+    step_evals = precond = None  # one gradient evaluation per update, unless the step counts its own
     if batch.torch_class is None:
-        step, set_lrs = _functional_step(batch, x)
+        step, set_lrs, precond = _functional_step(batch, x)
     elif len(batch.members) > 1:  # an element-wise class: all members in one step() (optimizers/torch_batched.py)
         step, set_lrs = batched_step(batch.torch_class, batch.torch_kwargs, x)
     else:
@@ -159,9 +163,10 @@ def _run(batch: Batch, x: torch.Tensor) -> runner.BatchResult:
     lrs = schedules.lr_stream(batch.schedule or {"name": "constant"}, [float(effective_lr(c)) for c in batch.members], batch.rules.steps)
     if lrs is not None:
         step = schedules.scheduled(step, lrs, set_lrs)
+    p = batch.problem
+    probes = [] if batch.instruments is None else [(batch.instruments.every, instruments.Probe(batch.instruments, p, precond))]
     with torch.no_grad():
-        p = batch.problem
-        return runner.run(p.loss_and_grad, x, step, batch.rules, p.f_star, p.update_grad(), p.evaluate, p.eval_every, step_evals)
+        return runner.run(p.loss_and_grad, x, step, batch.rules, p.f_star, p.update_grad(), p.evaluate, p.eval_every, step_evals, probes)
 
 
 def _compact(v) -> str:
@@ -218,6 +223,10 @@ def results(batch: Batch, res: runner.BatchResult, swept: list[str] | None = Non
         for key, (steps, vals) in sparse.items():
             if steps.size:
                 summary[f"final_{key}"] = float(vals[-1])
+        if batch.instruments is not None:
+            threshold = theory.sharpness_threshold(c["optimizer"])
+            at = None if threshold is None else threshold.at(float(effective_lr(c)))
+            summary.update(instruments.summary(sparse, at, threshold is not None and threshold.preconditioned))
         if per_step is not None:
             summary["epochs"] = (n - 1) * per_step
             # examples seen: the update's own gradient (a mini-batch, or the training set) at every
@@ -245,7 +254,7 @@ def record(r: MemberResult, f_star: float | None, with_config: bool = True) -> R
     batch's curves file, and the metric rows), and ``with_config`` its config.yaml. A sweep's members
     go without it: their params are the same config, and a file per run is what made a store of
     100,000 runs slow (the sweep's parent run holds its command line, `harness.command`)."""
-    cfg = {k: v for k, v in r.config.items() if k not in ("tracking", "search")}
+    cfg = {k: v for k, v in r.config.items() if k not in ("tracking", "search") and not (k == "instruments" and not measured(r.config))}
     params = flatten(cfg)
     params.update(problem=cfg["problem"]["name"], optimizer=cfg["optimizer"]["name"])
     curves = {"loss": r.loss, "grad_norm": r.grad_norm}

@@ -15,7 +15,7 @@ from harness.plan import SEARCH_KEYS, STATS_KEYS, STOP_KEYS, TOP_KEYS, TRACKING_
 from optimizers.base import ConfigError
 
 CONF = Path(__file__).resolve().parent.parent / "conf"
-GROUPS = ("problem", "optimizer", "schedule", "grid")
+GROUPS = ("problem", "optimizer", "schedule", "instruments", "grid")
 SECTIONS = {"stop": STOP_KEYS, "stats": STATS_KEYS, "tracking": TRACKING_KEYS, "search": SEARCH_KEYS}
 
 
@@ -112,7 +112,7 @@ def _check_lr_once(parsed) -> None:
 
 def _chosen(parsed) -> dict[str, list[str]]:
     """The option of each group: the default, or every value given or swept."""
-    choice = {"problem": ["rosenbrock"], "optimizer": ["adam"], "schedule": ["constant"]}
+    choice = {"problem": ["rosenbrock"], "optimizer": ["adam"], "schedule": ["constant"], "instruments": ["none"]}
     for o in parsed:
         if o.key_or_group in choice and o.package is None:
             choice[o.key_or_group] = list(o.sweep_string_iterator()) if o.is_sweep_override() else [o.get_value_element_as_str()]

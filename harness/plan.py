@@ -20,14 +20,14 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from harness import schedules
+from harness import instruments, schedules
 from harness.fingerprint import code_hash, fingerprint
 from harness.limits import check_sizes
 from harness.runner import StopRules
 from optimizers.base import ConfigError, Optimizer
 from optimizers.torch_batched import elementwise
 
-TOP_KEYS = ["problem", "optimizer", "schedule", "lr", "steps", "seed", "dtype", "device", "batch_size", "stop", "stats", "tracking", "search", "members"]
+TOP_KEYS = ["problem", "optimizer", "schedule", "instruments", "lr", "steps", "seed", "dtype", "device", "batch_size", "stop", "stats", "tracking", "search", "members"]
 STOP_KEYS = ["grad_tol", "x_tol", "target_loss", "divergence_factor"]
 STATS_KEYS = ["targets", "basin_tol"]
 SEARCH_KEYS = ["trials", "seed"]
@@ -57,10 +57,17 @@ class Batch:
     schedule: dict | None = None  # harness/schedules.py; None or name "constant": the lr as given
     code: dict | None = None  # the source files computing these members, {name: hash} (harness/fingerprint.py)
     device: str = "cpu"  # where every tensor of the batch lives (resolve_device)
+    instruments: instruments.Settings | None = None  # what is measured every few steps (harness/instruments.py)
 
     @functools.cached_property
     def code_hash(self) -> str:
         return code_hash(self.code or {})
+
+
+def measured(c: Cfg) -> bool:
+    """Whether a member runs with instruments on. Off (``instruments=none``) they are no part of its
+    identity or params, so runs stored before the instruments existed still resume and compare."""
+    return (c.get("instruments") or {}).get("name", "none") != "none"
 
 
 def config_hash(c: Cfg) -> str:
@@ -71,7 +78,7 @@ def config_hash(c: Cfg) -> str:
     say which file changed."""
     import hashlib
 
-    body = {k: v for k, v in c.items() if k not in NOT_IDENTITY}
+    body = {k: v for k, v in c.items() if k not in NOT_IDENTITY and not (k == "instruments" and not measured(c))}
     return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()[:20]
 
 
@@ -196,6 +203,7 @@ def validate_common(c: Cfg) -> None:
     _require("seed", seed, isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0, "an integer >= 0")
     _require("dtype", c.get("dtype"), c.get("dtype") is None or c.get("dtype") in DTYPES, " | ".join(DTYPES) + " | null")
     resolve_device(c.get("device", "cpu"))
+    instruments.settings(c.get("instruments"))
     stop = c["stop"]
     for k in ("grad_tol", "x_tol", "target_loss"):
         v = stop.get(k)
@@ -286,7 +294,7 @@ def build_batch(members: list[Cfg]) -> Batch:
                 raise ConfigError(f"optimizer ({c['optimizer']['_target_']}): {str(e).splitlines()[0]}") from None
             kws.append(kw)
         assert len(members) == 1 or elementwise(target, kws[0], dtype), "coupled torch.optim classes run one member at a time"
-        return Batch(members, problem, None, target, kws, rules, dtype, hashes, schedule, code, device)
+        return Batch(members, problem, None, target, kws, rules, dtype, hashes, schedule, code, device, instruments.settings(first.get("instruments")))
 
     if not callable(target):
         raise ConfigError(f"optimizer._target_={first['optimizer']['_target_']!r} is not allowed; allowed: an optimizer factory or a torch.optim.Optimizer class")
@@ -302,7 +310,7 @@ def build_batch(members: list[Cfg]) -> Batch:
         raise ConfigError(f"schedule={schedule['name']} needs an optimizer that exposes its lr tensor; optimizer._target_="
                           f"{first['optimizer']['_target_']} does not; allowed: schedule=constant, or return "
                           "Optimizer(init, update, hyperparams={'lr': lr}) and read lr in update")
-    return Batch(members, problem, opt, None, [], rules, dtype, hashes, schedule, code, device)
+    return Batch(members, problem, opt, None, [], rules, dtype, hashes, schedule, code, device, instruments.settings(first.get("instruments")))
 
 
 def structure_key(c: Cfg) -> str:

@@ -77,6 +77,7 @@ def run(
     evaluate: Callable[[Tensor], dict[str, Tensor]] | None = None,
     eval_every: int = 0,
     step_evals: Callable[[], int | np.ndarray] | None = None,
+    probes: list[tuple[int, Callable[[Tensor], dict[str, Tensor]]]] = (),
 ) -> BatchResult:
     """Run the batch ``x[B, d]`` under ``rules``. ``f_ref`` (f* when known, else 0) sets the
     divergence scale: a member diverges when |loss - f_ref| > factor * max(1, |loss_0 - f_ref|).
@@ -85,7 +86,9 @@ def run(
     the recorded loss and gradient, and the stopping rules, use the exact ones.
     ``evaluate(x)`` (e.g. test accuracy) runs every ``eval_every`` steps and at the last step.
     ``step_evals()``, called after each update, gives the gradient evaluations that update asked
-    for (one number for all members, or one per member); without it each update counts 1."""
+    for (one number for all members, or one per member); without it each update counts 1.
+    ``probes``: more ``(every, measure)`` pairs like ``(eval_every, evaluate)``, each on its own
+    schedule (the instruments: harness/instruments.py); every key a probe returns is a sparse curve."""
     T, (B, d) = rules.steps, x.shape
     ref = 0.0 if f_ref is None else f_ref
     dev = x.device  # the curves stay where x is until the end: no copy to the host per step
@@ -99,8 +102,9 @@ def run(
     all_active = True
     small_step = None
     limit = None
-    eval_steps: list[int] = []
-    eval_vals: dict[str, list] = {}
+    probes = ([(eval_every, evaluate)] if evaluate is not None else []) + list(probes)
+    probe_steps: list[list[int]] = [[] for _ in probes]
+    probe_vals: list[dict[str, list]] = [{} for _ in probes]
     cum = np.zeros((T + 1, B), dtype=np.int64) if step_evals is not None else None
     started_at, t0 = time.time(), time.perf_counter()
     t = 0
@@ -135,10 +139,11 @@ def run(
             active = torch.from_numpy(code == 0).to(dev)
             all_active = False
         done = not all_active and not bool(active.any())
-        if evaluate is not None and (t == T or done or (eval_every and t % eval_every == 0)):
-            eval_steps.append(t)
-            for k, v in evaluate(x).items():
-                eval_vals.setdefault(k, []).append(v.detach().to(torch.float64))
+        for (every, measure), steps_, vals_ in zip(probes, probe_steps, probe_vals):
+            if t == T or done or (every and t % every == 0):
+                steps_.append(t)
+                for k, v in measure(x).items():
+                    vals_.setdefault(k, []).append(v.detach().to(torch.float64))
         elapsed[t] = time.perf_counter() - t0
         if done:
             break
@@ -161,6 +166,6 @@ def run(
         elapsed=elapsed[:n],
         final_x=x.detach().to(torch.float64).cpu().numpy(),
         started_at=started_at,
-        evals={k: (np.array(eval_steps), torch.stack(v).cpu().numpy()) for k, v in eval_vals.items()},
+        evals={k: (np.array(steps_), torch.stack(v).cpu().numpy()) for steps_, vals_ in zip(probe_steps, probe_vals) for k, v in vals_.items()},
         grad_evals=None if cum is None else cum[:n],
     )

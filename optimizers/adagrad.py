@@ -56,4 +56,10 @@ def adagrad(
             sums.append(s)
         return new_params, AdagradState(t, sums)
 
-    return Optimizer(init, update, {"lr": lr})
+    def preconditioner(state: AdagradState) -> Params | None:
+        """P = (1 + (t - 1) lr_decay) (sqrt(s) + eps): the last update was lr * P^-1 g."""
+        if state.step == 0:
+            return None
+        return [(1 + (state.step - 1) * bcast(decay, s)) * (s.sqrt() + bcast(eps, s)) for s in state.sum_sq]
+
+    return Optimizer(init, update, {"lr": lr}, preconditioner)

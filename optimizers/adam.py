@@ -84,7 +84,18 @@ def adam(
             vmaxs.append(vmax)
         return new_params, AdamState(t, ms, vs, vmaxs)
 
-    return Optimizer(init, update, {"lr": lr})
+    def preconditioner(state: AdamState) -> Params | None:
+        """P = (1 - beta1^t) (sqrt(v / (1 - beta2^t)) + eps): the update is lr * P^-1 m (Cohen et al., 2022)."""
+        if state.step == 0:
+            return None
+        t, out = state.step, []
+        for v, vmax in zip(state.exp_avg_sq, state.max_exp_avg_sq):
+            h = hp(v)
+            bc1, bc2_sqrt = torch.rsub(torch.pow(h["b1"], t), 1), torch.rsub(torch.pow(h["b2"], t), 1).sqrt()
+            out.append(bc1 * ((vmax if amsgrad else v).sqrt() / bc2_sqrt + h["eps"]))
+        return out
+
+    return Optimizer(init, update, {"lr": lr}, preconditioner)
 
 
 def adamw(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2, amsgrad: bool = False, **kw) -> Optimizer:

@@ -21,11 +21,16 @@ class Optimizer(NamedTuple):
 
     ``hyperparams`` exposes per-member tensors that ``update`` reads at every call; a schedule
     (harness/schedules.py) writes ``hyperparams["lr"]`` in place before each update, so an update
-    must read lr there, not a value derived from it once (optax's ``inject_hyperparams``)."""
+    must read lr there, not a value derived from it once (optax's ``inject_hyperparams``).
+
+    ``preconditioner(state)``, for an adaptive rule, gives the diagonal P of its last update, written as
+    ``p <- p - lr * P^-1 d`` (d: the gradient or its momentum), one tensor per parameter, or None before
+    the first update; the instruments measure lambda_max(P^-1 H) with it (harness/instruments.py)."""
 
     init: Callable[[Params], Any]
     update: Callable[[Params, Any, Params], tuple[Params, Any]]
     hyperparams: dict[str, Tensor] | None = None
+    preconditioner: Callable[[Any], Params | None] | None = None
 
 
 def per_member(value: Any, batch: int, dtype: torch.dtype, key: str, width: int | None = None) -> Tensor:

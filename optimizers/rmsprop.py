@@ -75,4 +75,10 @@ def rmsprop(
             bs.append(b)
         return new_params, RMSpropState(state.step + 1, vs, ms, bs)
 
-    return Optimizer(init, update, {"lr": lr})
+    def preconditioner(state: RMSpropState) -> Params | None:
+        """P = sqrt(v) + eps (sqrt(v - m^2) + eps centered): the update is lr * P^-1 g, or its heavy-ball momentum."""
+        if state.step == 0:
+            return None
+        return [((v - m * m) if centered else v).sqrt() + bcast(eps, v) for v, m in zip(state.square_avg, state.grad_avg)]
+
+    return Optimizer(init, update, {"lr": lr}, preconditioner)

@@ -294,6 +294,10 @@ class LinearRegression(DataProblem):
     def loss_on(self, x: Tensor, idx: Tensor | None) -> Tensor:
         return self._data_loss(x, *self._design(idx))
 
+    def example_losses(self, x: Tensor, rows: Tensor) -> Tensor:
+        """Each training example's loss ``[B, k]`` at ``x``, for the examples ``rows`` (the instruments' noise scale)."""
+        return (self._linear(x, self.X[rows][None]) - self.y[rows][None]) ** 2
+
 
 def _newton_logistic(A: np.ndarray, y: np.ndarray, l2: float, intercept: bool = True) -> np.ndarray:
     """Independent reference solver: damped Newton's method in float64 to machine precision."""
@@ -373,6 +377,11 @@ class LogisticRegression(DataProblem):
 
     def loss_on(self, x: Tensor, idx: Tensor | None) -> Tensor:
         return self._data_loss(x, *self._design(idx)) + 0.5 * self.l2 * (self._weights(x) ** 2).sum(-1)
+
+    def example_losses(self, x: Tensor, rows: Tensor) -> Tensor:
+        """Each training example's loss ``[B, k]`` (its log-loss plus the penalty) at ``x``, for the examples ``rows``."""
+        z = self._linear(x, self.X[rows][None])
+        return torch.nn.functional.softplus(z) - self.y[rows][None] * z + 0.5 * self.l2 * (self._weights(x) ** 2).sum(-1, keepdim=True)
 
     def _accuracy(self, x: Tensor, X: Tensor, y: Tensor, w: Tensor) -> Tensor:
         right = ((self._linear(x, X) > 0) == (y > 0.5)) & (w > 0)  # padding rows (w = 0) never count

@@ -222,13 +222,18 @@ class NetworkProblem(DataProblem):
         """Loss per member and example, ``[B, k]``, for outputs ``[B, k, ...]`` and labels or targets ``[B, k, ...]``."""
         if self.loss_name == "cross_entropy":
             return nn.functional.cross_entropy(out.flatten(0, 1), y.flatten(), reduction="none").view(y.shape)
-        target = nn.functional.one_hot(y, out.shape[-1]).to(out.dtype) if self.classes else y
+        # one-hot targets by comparison (one_hot itself cannot run under vmap: the instruments' per-example gradients)
+        target = (y[..., None] == torch.arange(out.shape[-1], device=y.device)).to(out.dtype) if self.classes else y
         return ((out - target) ** 2).reshape(*out.shape[:2], -1).mean(-1)
 
     def loss_on(self, x: Tensor, idx: Tensor | None) -> Tensor:
         if idx is None:
             return self._per_example(self.outputs(x, self.X), self.y.expand(x.shape[0], *self.y.shape)).mean(-1)
         return self._per_example(self.outputs(x, self.X[idx]), self.y[idx]).mean(-1)
+
+    def example_losses(self, x: Tensor, rows: Tensor) -> Tensor:
+        """Each training example's loss ``[B, k]`` at ``x``, for the examples ``rows`` (the instruments' noise scale)."""
+        return self._per_example(self.outputs(x, self.X[rows]), self.y[rows].expand(x.shape[0], *self.y[rows].shape))
 
     def loss_and_grad(self, x: Tensor, t: int | None = None) -> tuple[Tensor, Tensor]:
         """Loss and gradient of the step's mini-batch: one forward/backward per step."""
