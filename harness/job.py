@@ -12,7 +12,7 @@ import torch
 import yaml
 from omegaconf import DictConfig
 
-from harness import runner, schedules
+from harness import metrics, runner, schedules
 from harness.plan import Batch, batches, effective_lr
 from harness.stats import member_stats
 from harness.store import (
@@ -215,9 +215,7 @@ def results(batch: Batch, res: runner.BatchResult, swept: list[str] | None = Non
         p = batch.problem
         per_step = (getattr(p, "batch_size", None) or p.samples) / p.samples if p.samples else None
         sparse = {key: held_out(steps, vals[:, i], n - 1) for key, (steps, vals) in res.evals.items()}
-        for key, (steps, vals) in sparse.items():
-            if steps.size:
-                summary[f"final_{key}"] = float(vals[-1])
+        summary.update(metrics.curve_summaries(sparse))  # final_<key>, and the reductions harness/metrics.py declares (max_sharpness)
         if per_step is not None:
             summary["epochs"] = (n - 1) * per_step
             # examples seen: the update's own gradient (a mini-batch, or the training set) at every
