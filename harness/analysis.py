@@ -36,16 +36,15 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from harness import inference
+from harness import inference, metrics
 from harness.protocol import Protocol, budget, cost_to, cost_unit, count_once, selection, split_seeds
+from optimizers import display
 
 SOLVED = 1e-12  # medians at or below this count as solved (equal)
 DIGITS = 6  # medians equal to this many significant digits tie
 FACTOR = 10.0  # robustness: lrs whose median is within FACTOR x the best
 DEFAULT_TARGET = 1e-6  # the level of f - f* that cost is counted to, in the summary and the report
 LEVEL = 0.95  # the level intervals aim at; each states the level it achieves
-ORDER = ["gd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw", "nadam", "lbfgs"]
-HELD_OUT = ("val_loss", "val_accuracy", "test_loss", "test_accuracy")  # the held-out metrics' names, in one place
 POOLED = {"params.lr", "params.seed", "params.optimizer.lr", "params.problem", "params.optimizer", "params.problem.name", "params.optimizer.name"}
 
 
@@ -185,7 +184,7 @@ def prepare(raw: pd.DataFrame, proto: Protocol | None = None, tune="half", selec
     ckeys = sorted(c for c in params if not c.startswith("params.problem."))
     df["problem"], _ = _labels(df, ["problem_name"], df["problem_name"], pkeys)
     df["config"], corder = _labels(df, ["problem", "optimizer"], df["optimizer"], ckeys)
-    df["config_order"] = [(o not in ORDER, ORDER.index(o) if o in ORDER else 0, o, k) for o, k in zip(df["optimizer"], corder)]
+    df["config_order"] = [(*display.order(o), k) for o, k in zip(df["optimizer"], corder)]
     df["diverged"] = df.get("metrics.diverged", pd.Series(0.0, index=df.index)).fillna(0).astype(float) > 0
     sub = df["metrics.final_suboptimality"] if "metrics.final_suboptimality" in df else pd.Series(np.nan, index=df.index)
     known = sub.notna() | (df["tags.f_star"].notna() if "tags.f_star" in df else False)
@@ -344,9 +343,11 @@ def _report_row(g: pd.DataFrame, at: pd.DataFrame, t: pd.DataFrame, b: pd.Series
         global_max_lr=float(t.loc[t["global_share"].idxmax(), "lr"]) if minima else math.nan,
         robust_decades=robustness(t, b["lr"], b["median"]),
     )
-    for c in HELD_OUT:
-        col = f"metrics.final_{c}"
-        row[c] = median(at[col].dropna()) if col in at and at[col].notna().any() else math.nan
+    for m in metrics.shown(g):  # declared per-run metrics (harness/metrics.py), aggregated as declared
+        v = at[f"metrics.{m.name}"].dropna().to_numpy(float)
+        row[f"metrics.{m.name}"] = median(v)
+        if m.aggregate == "median_interval":
+            row[f"interval.{m.name}"] = inference.median_interval(v, LEVEL) if len(v) else (math.nan,) * 3
     return row
 
 

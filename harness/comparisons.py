@@ -70,10 +70,11 @@ def _outcome(a: tuple, b: tuple) -> int:
 
 
 def _basis(minima: bool, use_cost: bool, target: float, unit: str, select: str) -> str:
-    from harness.protocol import SELECTABLE, UNITS
+    from harness.metrics import lower_is_better
+    from harness.protocol import UNITS, selectable
 
     parts = ["reaching a global minimum"] if minima else []
     if use_cost:
         parts.append(f"fewer {UNITS[unit]} to f - f* <= {target:.0e}")
-    parts.append(f"a lower {SELECTABLE[select].split(' (')[0]}" if select != "val_accuracy" else "a higher final validation accuracy")
+    parts.append(f"a {'lower' if lower_is_better(select) else 'higher'} {selectable()[select].split(' (')[0]}")
     return ", then ".join(parts)

@@ -12,9 +12,9 @@ import math
 import numpy as np
 import pandas as pd
 
-from harness import analysis
+from harness import analysis, metrics
 from harness import formatting as fmt
-from harness.protocol import SELECTABLE, UNITS
+from harness.protocol import UNITS, selectable
 
 BUDGET_RATIO = 2.0  # budgets further apart than this are called out
 
@@ -53,8 +53,8 @@ def _lead(prob: str, lead: pd.Series, a: analysis.Analysis) -> list[str]:
         out.append(f"On {prob}, no configuration reached f - f* <= {a.target:.0e} on most reporting seeds at its best lr; "
                    f"{first} {fmt.value(lead['median'], True)}.")
     elif not lead["minima"]:
-        metric = SELECTABLE[a.protocol.select[prob]].split(" (")[0]
-        value = -lead["select_median"] if a.protocol.select[prob] == "val_accuracy" else lead["select_median"]
+        metric = selectable()[a.protocol.select[prob]].split(" (")[0]
+        value = lead["select_median"] if metrics.lower_is_better(a.protocol.select[prob]) else -lead["select_median"]
         out.append(f"On {prob}, {who} ranked first by {metric} (median {fmt.value(value, False)} over {n} {word}).")
     return out
 

@@ -20,7 +20,7 @@
   problem with ``grad_noise`` sigma instead, Sigma = sigma^2 I. Problems with neither record none.
 
 A member's threshold (harness/theory.py ``sharpness_threshold``) comes from its own optimizer and
-lr; :func:`summary` turns the curves into ``max_<key>``, ``stability_threshold`` and ``edge_ratio``:
+lr; :func:`summary` turns the curves into ``stability_threshold`` and ``edge_ratio``:
 the median, over the last third of the run's measurements, of the (preconditioned, for the adaptive
 optimizers) sharpness divided by the threshold. Near 1 a run sits at the edge of stability.
 """
@@ -232,12 +232,9 @@ def per_example_gradients(problem, x: Tensor, rows: Tensor) -> Tensor:
 
 
 def summary(sparse: dict[str, tuple[np.ndarray, np.ndarray]], threshold: float | None, preconditioned: bool) -> dict[str, float]:
-    """A member's instrument summary from its measured curves (``key -> (steps, values)``, up to its
-    stop): ``max_<key>`` for the sharpnesses, ``stability_threshold`` and ``edge_ratio``."""
+    """A member's ``stability_threshold`` and ``edge_ratio`` from its measured curves (``key -> (steps,
+    values)``, up to its stop); ``final_<key>`` and ``max_<key>`` are harness/metrics.py's ``curve_summaries``."""
     out: dict[str, float] = {}
-    for key in ("sharpness", "preconditioned_sharpness"):
-        if key in sparse and np.isfinite(sparse[key][1]).any():
-            out[f"max_{key}"] = float(np.nanmax(sparse[key][1]))
     if threshold is None or not math.isfinite(threshold) or threshold <= 0:
         return out
     out["stability_threshold"] = float(threshold)

@@ -12,7 +12,7 @@ import torch
 import yaml
 from omegaconf import DictConfig
 
-from harness import instruments, runner, schedules, theory
+from harness import instruments, metrics, runner, schedules, theory
 from harness.plan import Batch, batches, effective_lr, measured
 from harness.stats import member_stats
 from harness.store import (
@@ -220,9 +220,7 @@ def results(batch: Batch, res: runner.BatchResult, swept: list[str] | None = Non
         p = batch.problem
         per_step = (getattr(p, "batch_size", None) or p.samples) / p.samples if p.samples else None
         sparse = {key: held_out(steps, vals[:, i], n - 1) for key, (steps, vals) in res.evals.items()}
-        for key, (steps, vals) in sparse.items():
-            if steps.size:
-                summary[f"final_{key}"] = float(vals[-1])
+        summary.update(metrics.curve_summaries(sparse))  # final_<key>, and the reductions harness/metrics.py declares (max_sharpness)
         if batch.instruments is not None:
             threshold = theory.sharpness_threshold(c["optimizer"])
             at = None if threshold is None else threshold.at(float(effective_lr(c)))

@@ -18,6 +18,7 @@ import pandas as pd
 
 from harness import analysis
 from harness.protocol import cost_per_step
+from optimizers import display
 
 
 @dataclass
@@ -80,14 +81,7 @@ def landscapes(df: pd.DataFrame, prob: str) -> list[Landscape]:
             continue
         grid = len(c) == c["lr"].nunique() * c["value"].nunique()
         out.append(Landscape(opt, keys[0], c, grid))
-    return sorted(
-        out,
-        key=lambda s: (
-            s.optimizer not in analysis.ORDER,
-            analysis.ORDER.index(s.optimizer) if s.optimizer in analysis.ORDER else 0,
-            s.optimizer,
-        ),
-    )
+    return sorted(out, key=lambda s: display.order(s.optimizer))
 
 
 @dataclass

@@ -23,10 +23,17 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from harness import metrics
+
 MIN_SPLIT = 4  # fewest seeds a problem needs for separate tuning and reporting seeds
-SELECTABLE = {"final": "final f - f* (training loss where f* is unknown)", "val_loss": "final validation loss",
-              "val_accuracy": "final validation accuracy", "train_loss": "final training loss"}
-HIGHER_IS_BETTER = {"val_accuracy"}
+
+
+def selectable() -> dict[str, str]:
+    """{name: what it is} of every selection metric: the final value, each declared metric with ``rank``
+    (harness/metrics.py), and the final training loss."""
+    return {"final": "final f - f* (training loss where f* is unknown)", **metrics.selectable(), "train_loss": "final training loss"}
+
+
 UNITS = {"steps": "steps", "evals": "gradient evaluations", "examples": "examples"}
 
 
@@ -36,7 +43,7 @@ class Protocol:
 
     tune_seeds: dict[str, list[int]] = field(default_factory=dict)  # problem -> seeds choosing the lr
     report_seeds: dict[str, list[int]] = field(default_factory=dict)  # problem -> seeds reported
-    select: dict[str, str] = field(default_factory=dict)  # problem -> selection metric (a SELECTABLE key)
+    select: dict[str, str] = field(default_factory=dict)  # problem -> selection metric (a selectable() key)
     unit: dict[str, str] = field(default_factory=dict)  # problem -> a UNITS key
     duplicates: int = 0  # runs set aside as repeats of a kept run
     older_code: dict[str, int] = field(default_factory=dict)  # "problem / optimizer" -> runs set aside
@@ -98,19 +105,20 @@ def _tune_count(tune: str | int, n: int) -> int:
 
 def selection(df: pd.DataFrame, select: str, proto: Protocol) -> pd.DataFrame:
     """Rule 3: the column ``select_score`` (lower is better; +inf for a diverged run) per run."""
-    if select != "auto" and select not in SELECTABLE:
-        raise ProtocolError(f"--select={select!r} is not allowed; allowed: auto, {', '.join(SELECTABLE)}")
+    if select != "auto" and select not in selectable():
+        raise ProtocolError(f"--select={select!r} is not allowed; allowed: auto, {', '.join(selectable())}")
     df = df.copy()
     df["select_score"] = math.inf
     for prob, g in df.groupby("problem"):
         metric = select if select != "auto" else _default_metric(g)
-        if metric in ("val_loss", "val_accuracy") and f"metrics.final_{metric}" not in g:
-            raise ProtocolError(f"--select={metric} is not allowed for problem {prob}: its runs logged no {metric}; allowed: final"
-                                + (", val_loss, val_accuracy" if "metrics.final_val_loss" in df else ""))
+        if metric in metrics.selectable() and f"metrics.final_{metric}" not in g:
+            logged = [m for m in metrics.selectable() if f"metrics.final_{m}" in df]
+            raise ProtocolError(f"--select={metric} is not allowed for problem {prob}: its runs logged no {metric}; allowed: "
+                                + ", ".join(["final", *logged]))
         proto.select[prob] = metric
         values = {"final": g["final"], "train_loss": g["metrics.final_loss"]}.get(metric)
         if values is None:
-            values = g[f"metrics.final_{metric}"].astype(float) * (-1.0 if metric in HIGHER_IS_BETTER else 1.0)
+            values = g[f"metrics.final_{metric}"].astype(float) * (1.0 if metrics.lower_is_better(metric) else -1.0)
         ok = ~g["diverged"] & np.isfinite(values)
         df.loc[g.index, "select_score"] = values.where(ok, math.inf)
     return df

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import os
 
-from harness import analysis
+from harness import analysis, metrics
 from harness import formatting as fmt
 
 TARGET = analysis.DEFAULT_TARGET
@@ -29,6 +29,23 @@ def rows(bests, target: float) -> list[list[str]]:
     return out
 
 
+def metric_columns(bests) -> tuple[list[str], list[list[str]]]:
+    """(header, one row of cells per row of ``bests``) for every declared per-run metric these rows carry
+    (harness/metrics.py): the median over the reporting seeds at the best lr, with its interval where declared."""
+    shown = metrics.shown(bests)
+    head = [f"{m.label} (median)" if m.aggregate == "median" else f"{m.label} (median, interval)" for m in shown]
+    return head, [[_metric_cell(m, r) for m in shown] for _, r in bests.iterrows()]
+
+
+def _metric_cell(m: metrics.Metric, r) -> str:
+    v = r[f"metrics.{m.name}"]
+    if m.aggregate == "median" or (ci := r.get(f"interval.{m.name}")) is None or not isinstance(ci, tuple):
+        return m.format(v)
+    lo, hi, level = ci
+    shown = fmt.interval(lo, hi, m.format, level)
+    return m.format(v) + (f" {shown}" if shown != "–" else "")
+
+
 def text_table(header: list[str], body: list[list[str]]) -> str:
     widths = [max(len(h), *(len(r[i]) for r in body)) for i, h in enumerate(header)]
     line = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731
@@ -37,7 +54,7 @@ def text_table(header: list[str], body: list[list[str]]) -> str:
 
 def protocol_line(a) -> str:
     """The protocol in one line per problem group: seeds that tune and report, selection metric, unit."""
-    from harness.protocol import SELECTABLE, UNITS
+    from harness.protocol import UNITS, selectable
 
     p = a.protocol
     parts = []
@@ -46,7 +63,7 @@ def protocol_line(a) -> str:
         both = f"all {n} seeds tune and report" if n > 1 else "its one seed tunes and reports"
         split = (f"{both} (too few to split: optimistic)" if p.shared(prob)
                  else f"lr chosen on seeds {_seeds(p.tune_seeds[prob])}, reported on seeds {_seeds(p.report_seeds[prob])}")
-        parts.append(f"{prob}: {split}; selected by {SELECTABLE[p.select[prob]].split(' (')[0]}; cost in {UNITS[p.unit[prob]]}")
+        parts.append(f"{prob}: {split}; selected by {selectable()[p.select[prob]].split(' (')[0]}; cost in {UNITS[p.unit[prob]]}")
     return "\n".join(parts)
 
 

@@ -26,6 +26,8 @@ OUT = "outputs/reports"
 
 
 def main(argv: list[str] | None = None) -> int:
+    from harness.metrics import selectable  # light: no pandas before the arguments are read
+
     ap = argparse.ArgumentParser(prog="python -m harness.report", description="Markdown report with figures for a sweep stored in MLflow.")
     ap.add_argument("--uri", help="tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db here)")
     ap.add_argument("--experiment", default=None, help="experiment name (default: $MLFLOW_EXPERIMENT_NAME, else harness)")
@@ -37,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tune-seeds", default="half", help="seeds that choose each configuration's lr: half (default: the lower half of a "
                     "problem's seeds, the rest report; all seeds do both below 4 seeds), all, or a number N (the N lowest seeds)")
     ap.add_argument("--select", default="auto", help="selection metric: auto (default: final f - f*; the validation loss where f* is "
-                    "unknown and held-out metrics were logged), final, train_loss, val_loss or val_accuracy")
+                    f"unknown and held-out metrics were logged), {', '.join(['final', 'train_loss', *selectable()])}")
     ap.add_argument("--no-attach", action="store_true", help="do not attach the report to the sweep's parent run")
     a = ap.parse_args(argv)
     a.written = None

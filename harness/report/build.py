@@ -115,17 +115,16 @@ def setup(rs: RunSet, df: pd.DataFrame) -> str:
 def summary_table(a: analysis.Analysis) -> str:
     bests, target = a.bests, a.target
     head = summary.columns(target) + ["IQM interval (level)", "interval of the cost (level)", "IQR", f"robustness (decades within {analysis.FACTOR:g}x)"]
-    extra = [c for c in analysis.HELD_OUT if c in bests and bests[c].notna().any()]
-    head += [f"{c.replace('_', ' ')} (median)" for c in extra]
+    more, more_cells = summary.metric_columns(bests)  # every declared per-run metric the runs carry (harness/metrics.py)
+    head += more
     body = []
-    for cells, r in zip(summary.rows(bests, target), bests.itertuples()):
+    for cells, r, extra in zip(summary.rows(bests, target), bests.itertuples(), more_cells):
         val = lambda v, f=r.fstar: fmt.value(v, f)  # noqa: E731
         iqr = f"{val(r.q25)} – {val(r.q75)}" if r.seeds > 1 else "–"
         cost_ci = fmt.interval(r.steps_lo, r.steps_hi, fmt.steps, r.steps_level) if r.fstar else "–"
         rob = f"{r.robust_decades:.1f}" if r.lrs > 1 and not math.isnan(r.robust_decades) else "–"
         cells = cells + [fmt.interval(r.iqm_lo, r.iqm_hi, val, r.iqm_level), cost_ci, iqr, rob]
-        cells += [(f"{getattr(r, c):.3f}" if not math.isnan(getattr(r, c)) else "–") for c in extra]
-        body.append(cells)
+        body.append(cells + extra)
     return table(head, body)
 
 

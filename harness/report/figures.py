@@ -18,9 +18,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from harness import analysis, theory  # noqa: E402
+from harness import analysis, metrics, theory  # noqa: E402
 from harness.protocol import UNITS, cost_per_step  # noqa: E402
 from harness.store import RunSet, curves_of, read_curves, read_trajectory, run_curves  # noqa: E402
+from optimizers import display  # noqa: E402
 
 DPI = 150
 OUTCOME_COLOURS = {"global": "#2ca02c", "local": "#ff7f0e", "none": "#7f7f7f", "diverged": "#d62728"}
@@ -29,9 +30,8 @@ STYLES = ["-", "--", ":", "-."]
 
 def colours(configs: list[str]) -> dict[str, tuple[str, str]]:
     """(colour, line style) per configuration. Plain optimizer names keep a fixed colour in every report."""
-    tab = plt.get_cmap("tab10").colors
-    if all(c in analysis.ORDER for c in configs):
-        return {c: (matplotlib.colors.to_hex(tab[analysis.ORDER.index(c) % 10]), "-") for c in configs}
+    if all(display.colour(c) for c in configs):
+        return {c: (display.colour(c), "-") for c in configs}
     cmap = plt.get_cmap("tab10" if len(configs) <= 10 else "tab20").colors
     return {c: (matplotlib.colors.to_hex(cmap[i % len(cmap)]), STYLES[(i // len(cmap)) % len(STYLES)]) for i, c in enumerate(configs)}
 
@@ -134,7 +134,6 @@ def _cost_axis(rs: RunSet, pts: pd.DataFrame, at: pd.DataFrame, unit: str) -> np
     return x
 
 
-HELD_OUT_MARKERS = {"val": "o", "test": "^"}
 AXIS = {"steps": "step", "evals": "gradient evaluations", "examples": "examples seen"}
 
 
@@ -144,11 +143,16 @@ def loss_curves(rs: RunSet, df: pd.DataFrame, bests: pd.DataFrame, prob: str, un
     g = df[df.problem == prob]
     fstar = bool(g["has_fstar"].all())
     key = "suboptimality" if fstar else "loss"
-    tests = [k for k in analysis.HELD_OUT if f"metrics.final_{k}" in g and g[f"metrics.final_{k}"].notna().any()]
-    kinds = [kind for kind in ("loss", "accuracy") if any(k.endswith(kind) for k in tests)]  # one panel each, val and test on it
+    measured = metrics.present_curves(g)  # the declared curves these runs measured every eval_every steps (harness/metrics.py)
+    tests = [m.name for m in measured]
+    kinds = metrics.panels(measured)  # one panel each (validation and test loss share one)
     panels = 1 + len(kinds)
-    fig, axes = plt.subplots(1, panels, figsize=(max(8.0, 5.6 * panels), 4.6), layout="constrained", squeeze=False)
-    axes = axes[0]
+    cols = min(panels, 3)
+    fig, axes = plt.subplots(math.ceil(panels / cols), cols, figsize=(max(8.0, 5.6 * cols), 4.6 * math.ceil(panels / cols)), layout="constrained", squeeze=False)
+    for ax in axes.flat[panels:]:
+        ax.set_visible(False)
+    axes = axes.flat[:panels]
+    of = {m.name: m for m in measured}
     series = []  # (config label, key, x, median, q1, q3, seeds)
     labels = {}
     for r, at in _at_best(df, bests, prob):
@@ -183,8 +187,8 @@ def loss_curves(rs: RunSet, df: pd.DataFrame, bests: pd.DataFrame, prob: str, un
         c, ls = col[cfg]
         if k == key and log_y:
             med, q1, q3 = (np.where(v <= 0, floor, v) for v in (med, q1, q3))
-        ax = axes[0] if k == key else axes[1 + kinds.index(k.split("_")[1])]
-        marker = None if k == key else HELD_OUT_MARKERS[k.split("_")[0]]  # evaluated every eval_every steps: few points
+        ax = axes[0] if k == key else axes[1 + kinds.index(of[k].panel or of[k].label)]
+        marker = None if k == key else of[k].marker  # evaluated every eval_every steps: few points
         h = ax.plot(x, med, color=c, ls=ls, lw=1.5, marker=marker, ms=4)[0]
         if n > 1:
             ax.fill_between(x, q1, q3, color=c, alpha=alpha, lw=0)
@@ -197,8 +201,10 @@ def loss_curves(rs: RunSet, df: pd.DataFrame, bests: pd.DataFrame, prob: str, un
     axes[0].grid(alpha=0.3, which="both")
     axes[0].set_ylabel("f(x) - f*  (median, IQR band)" if fstar else "training loss f(x)  (median, IQR band)")
     for ax, kind in zip(axes[1:], kinds):
-        ax.set_ylabel(f"held-out {kind}: validation (o), test (^)")
+        ax.set_ylabel(metrics.panel_label(kind, measured))
         ax.grid(alpha=0.3)
+        if _log_panel(kind, measured, series, of):
+            ax.set_yscale("log")
     for ax in axes:
         ax.set_xlabel(AXIS[unit])
         if unit != "steps":  # costs that span decades (batch size 1 against full batch)
@@ -207,6 +213,13 @@ def loss_curves(rs: RunSet, df: pd.DataFrame, bests: pd.DataFrame, prob: str, un
     _title(fig, f"{name}: each configuration at its best learning rate (reporting seeds)")
     _legend_below(fig, [h for h, _ in handles], [lb for _, lb in handles])
     return _save(fig, out / f"curves_{_slug(prob)}.png")
+
+
+def _log_panel(panel: str, measured: list, series: list, of: dict) -> bool:
+    """A log axis for a panel of curves declared ``log`` whose medians are all positive."""
+    on = [m.name for m in measured if (m.panel or m.label) == panel and m.log]
+    meds = [m[np.isfinite(m)] for _, k, _, m, *_ in series if k in on]
+    return bool(on) and bool(meds) and all((v > 0).all() for v in meds) and any(v.size for v in meds)
 
 
 def lr_sensitivity(df: pd.DataFrame, prob: str, target: float, unit: str, col: dict, order: list[str], out: Path, name: str) -> str:
@@ -389,7 +402,7 @@ def batch_scaling(scalings: list, prob: str, target: float, col_of: dict, out: P
     tab = plt.get_cmap("tab10").colors
     handles = []
     for i, s in enumerate(scalings):
-        p, c = s.points, matplotlib.colors.to_hex(tab[(analysis.ORDER.index(s.optimizer) if s.optimizer in analysis.ORDER else i) % 10])
+        p, c = s.points, display.colour(s.optimizer) or matplotlib.colors.to_hex(tab[i % 10])
         ok = np.isfinite(p["steps"])
         h = a.plot(p["batch"][ok], p["steps"][ok], "o-", color=c)[0]
         b.plot(p["batch"][ok], p["examples"][ok], "o-", color=c)
