@@ -82,7 +82,7 @@ def test_a_network_matches_scipys_eigsh_on_the_same_hessian_vector_product():
     for i in range(2):
         hvp = ins.hessian_vector_products(p.loss, x[i : i + 1])
         op = sla.LinearOperator((p.dim, p.dim), dtype=np.float64,
-                                matvec=lambda v: hvp(torch.tensor(v.reshape(1, -1), dtype=x.dtype)).double().numpy().ravel())
+                                matvec=lambda v, hvp=hvp: hvp(torch.tensor(v.reshape(1, -1), dtype=x.dtype)).double().numpy().ravel())
         want = sla.eigsh(op, k=1, which="LA", tol=1e-8)[0][0]
         assert got[i].item() == pytest.approx(want, rel=1e-4)
 
