@@ -226,3 +226,22 @@ def test_gd_on_a_tanh_mlp_reaches_the_edge_of_stability_and_hovers_there(tmp_pat
         assert r.data.metrics["edge_ratio"] == pytest.approx(np.median(ratio[late]), rel=1e-6)
         hovering += bool(np.all(np.abs(ratio[late] - 1) <= 0.2))
     assert len(runs) == 3 and hovering >= 2
+
+
+def test_held_out_metrics_and_instruments_read_back_each_on_its_own_steps(tmp_path, harness_cli):
+    """Validation loss every 10 steps, the noise scale every 7: the harness's reader gives each curve its
+    own steps, and the values it gives are the ones pandas reads from the run's Parquet rows."""
+    from harness.store import read_curves, read_runs
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    res = harness_cli(["problem=linear_regression", "optimizer=gd", "steps=30", "problem.eval_every=10",
+                       "instruments=noise", "instruments.every=7", f"tracking.uri={uri}", "-m", "lr=0.1"])
+    assert res.returncode == 0, res.stderr
+    rs = read_runs(uri, "harness")
+    (rid,) = list(rs.runs["run_id"])
+    got = read_curves(rs, [rid], ("val_loss", "noise_scale"))
+    assert list(got[got.key == "val_loss"].step) == [0, 10, 20, 30]
+    assert list(got[got.key == "noise_scale"].step) == [0, 7, 14, 21, 28, 30]
+    rows = parquet_curves(uri, rid).set_index("step")
+    np.testing.assert_allclose(got[got.key == "noise_scale"].value, rows["noise_scale"].loc[[0, 7, 14, 21, 28, 30]], rtol=1e-6)
+    assert np.isfinite(got.value).all()

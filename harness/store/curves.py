@@ -208,13 +208,9 @@ def _arrays(val: dict[str, np.ndarray], valid: dict[str, np.ndarray]) -> dict[st
         out["x_final"] = out["x"][-1].copy()
     known = {"loss", "grad_norm", "suboptimality", "epoch", "grad_evals", "time"}
     held = [k for k in val if k not in known and not _X.match(k) and valid[k].any()]
-    if held:
-        at = np.zeros(len(step), dtype=bool)
-        for k in held:
-            at |= valid[k]
-        out["eval_step"] = step[at]
-        for k in held:
-            out[k] = val[k][at]
+    for k in held:  # each measured on its own schedule (held-out metrics every eval_every, instruments every N)
+        out[f"{k}.step"] = step[valid[k]]
+        out[k] = val[k][valid[k]]
     return out
 
 

@@ -293,8 +293,9 @@ def curves_of(rs: RunSet, run_ids: list[str]) -> dict[str, dict[str, np.ndarray]
 def run_curves(rs: RunSet, run_id: str) -> dict[str, np.ndarray] | None:
     """A run's curves at every step as arrays (cached): ``loss``, ``grad_norm`` and, where f* is known,
     ``suboptimality`` (float64, the last step exactly as the ``final_*`` metrics), ``time`` and, for 1-D
-    and 2-D problems, ``x`` at ``sampled_step`` (``x_final``: the last point), ``eval_step`` and the
-    held-out metrics, ``grad_evals`` (cumulative) where an update may take several, ``epoch`` on data
+    and 2-D problems, ``x`` at ``sampled_step`` (``x_final``: the last point), each sparse curve (held-out
+    metrics, instruments) with its own steps ``<key>.step`` (one ``eval_step`` for all in a curves.npz),
+    ``grad_evals`` (cumulative) where an update may take several, ``epoch`` on data
     problems; from the run's batch file, else its curves.npz; None for runs stored with neither."""
     return curves_of(rs, [run_id])[run_id]
 
@@ -337,7 +338,9 @@ def _curve(c: dict, k: str) -> tuple[np.ndarray, np.ndarray] | None:
         if k == "epoch" and "epoch_per_step" in c:  # curves.npz kept the factor
             return steps, steps * float(c["epoch_per_step"])
         return None
-    if k in c and "eval_step" in c:
+    if k in c and f"{k}.step" in c:  # the batch files: each sparse curve with its own steps
+        return c[f"{k}.step"].astype(np.int64), np.asarray(c[k], dtype=np.float64)
+    if k in c and "eval_step" in c:  # curves.npz of runs stored before the batch files
         return c["eval_step"].astype(np.int64), np.asarray(c[k], dtype=np.float64)
     return None
 
