@@ -263,7 +263,7 @@ def lr_sensitivity(df: pd.DataFrame, prob: str, target: float, unit: str, col: d
     if len(g[g["diverged"]]):
         handles.append((a.scatter([], [], marker="x", color="k"), "diverged (drawn at the top)"))
     if classes is not None and len(classes):
-        handles += [(a.scatter([], [], **_class_style(k, "k")), f"lr {k} (instruments; see Stability)") for k in CLASS_MARKERS]
+        handles += [(a.scatter([], [], **_class_style(k, "k")), f"lr {k} (instruments; see Stability)") for k in CLASS_MARKERS if (classes["cls"] == k).any()]
     if log_y and bool((ok["final"] <= 0).any()):
         _fstar_line(a, floor, True)
     if not len(ok):

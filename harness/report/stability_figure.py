@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -67,11 +68,23 @@ def _panel(ax, rs: RunSet, gc: pd.DataFrame, t: pd.DataFrame, cfg: str) -> None:
                 ax.fill_between(b["step"], b["q25"], b["q75"], color=c, alpha=0.2, lw=0)
         ax.axhline(row["threshold"], color=c, ls="--", lw=1)
     ax.set_yscale("log")
+    _plain_ticks(ax)
     ax.set_xlabel("step")
     ax.set_ylabel(metrics.label(key), fontsize=8)
     ax.set_title(f"{cfg}; threshold {t['formula'].iloc[0]}", fontsize=9)
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=7, title="lr: median ratio, class", title_fontsize=7, loc="best", framealpha=0.8)
+
+
+def _plain_ticks(ax) -> None:
+    """On a log axis spanning less than a decade and a half, every tick labelled as a plain number (the
+    default labels only powers of ten, which may leave one label or none)."""
+    lo, hi = ax.get_ylim()
+    if lo > 0 and hi / lo < 10**1.5:
+        plain = matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}")
+        ax.yaxis.set_major_formatter(plain)
+        ax.yaxis.set_minor_formatter(plain)
+        ax.tick_params(axis="y", which="minor", labelsize=7)
 
 
 def _label(lr: float, row: pd.Series) -> str:
