@@ -96,8 +96,9 @@ def at_edge(t: pd.DataFrame) -> pd.DataFrame:
 
 def minima(df: pd.DataFrame, prob: str) -> pd.DataFrame:
     """Rule 4: one row per (configuration, minimum it ended in): config, basin, kind (global / local),
-    runs, sharpness (median final lambda_max(H)), rank ("flattest", "sharpest", "between", or "" where the
-    configuration ended in one minimum only). Empty without basins or sharpness."""
+    runs, sharpness (median final lambda_max(H)), rank ("flattest", "sharpest", "between" among the distinct
+    sharpnesses, to 3 digits, of the minima the configuration ended in; "" where there is one). Empty without
+    basins or sharpness."""
     g = df[(df.problem == prob) & ~df["diverged"]]
     cols = ["config", "basin", "kind", "runs", "sharpness", "rank"]
     if "tags.basin" not in g or "metrics.final_sharpness" not in g or not analysis.has_minima(df[df.problem == prob]):
