@@ -12,7 +12,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from harness import analysis, metrics
+from harness import analysis, metrics, stability
 from harness import formatting as fmt
 from harness.protocol import UNITS, selectable
 
@@ -30,6 +30,7 @@ def findings(a: analysis.Analysis) -> list[str]:
         lines += _pairs(prob, a.comparisons[a.comparisons.problem == prob])
         lines += _budgets(prob, s, UNITS[a.protocol.unit[prob]])
         lines += _robust(prob, s)
+        lines += _edge(prob, a.df)
     for prob, cfg, lr0, d, n in analysis.divergence_edges(a.df):
         lines.append(f"On {prob}, {cfg} diverged at every lr >= {fmt.lr(lr0)} ({d}/{n} runs).")
     return lines
@@ -120,3 +121,13 @@ def _robust(prob: str, s: pd.DataFrame) -> list[str]:
     return [f"On {prob}, of the configurations whose best median is within {analysis.FACTOR:g}x of the best (or <= {analysis.SOLVED:g}), {names} {verb} the most "
             f"robust to the lr: within {analysis.FACTOR:g}x of {'its' if len(most) == 1 else 'their'} own best over "
             f"{most['robust_decades'].iloc[0]:.1f} decades (tuning seeds)."]
+
+
+def _edge(prob: str, df: pd.DataFrame) -> list[str]:
+    """The lrs whose runs sat at the edge of stability by their measured sharpness (harness/stability.py)."""
+    e = stability.at_edge(stability.table(df, prob))
+    if e.empty:
+        return []
+    each = "; ".join(f"{r.config} at lr {fmt.lr(r.lr)}: {r.ratio:.2f} x {r.formula.split(',')[0]}" for r in e.itertuples())
+    return [f"On {prob}, {len(e)} (configuration, lr) pair{'s' * (len(e) > 1)} sat at the edge of stability, the median sharpness over the "
+            f"last third of {'their' if len(e) > 1 else 'its'} runs that did not diverge at least {stability.EDGE:g}x the threshold ({each})."]

@@ -396,6 +396,7 @@ def test_local_minima_ties_summary_equals_report(where):
     assert len(rounded) > len(set(rounded)), "the sweep must contain tied medians"
     md, rows = check_report(d, uri, runs, [], out)
     assert "global minimum from" in md and "### Where runs ended" in md
+    assert "### Stability" not in md and "stability_" not in md and "at the edge" not in md  # instruments off: no section, no marks
 
 
 def test_stopped_sweep_is_reported_as_partial(where):
@@ -510,3 +511,46 @@ def test_batch_sizes_scale(where):
         assert same(r[3], float(np.median(steps)), digits=12) and r[2] == summary[f"gd (batch_size={r[1]})"][2]
         assert same(r[4], float(np.median(steps)) * int(r[1]), digits=12)
     assert "B_crit" in md or "no fit" in md
+
+
+def test_instruments_stability_section_against_the_store(where):
+    """Instruments on a local-minimum landscape, an adaptive optimizer among them: the Stability table's
+    threshold, edge ratio, class and divergences per (configuration, lr), the minima's sharpness and the
+    edge finding, each recomputed from MlflowClient's metrics."""
+    d, uri = where
+    out = sweep(d, uri, ["problem=six_hump_camel", "instruments=curvature", "instruments.every=10", "steps=200", "-m", "optimizer=gd,momentum,adam",
+                         "lr=0.01,0.05,0.1", "seed=range(5)"])
+    runs = children(uri)
+    md, rows = check_report(d, uri, runs, [], out)
+    header, _ = md_table(md, "problem")
+    assert {"edge ratio (sharpness / threshold, last third) (median, interval)", "final sharpness λmax(H) (median, interval)",
+            "final preconditioned sharpness λmax(P⁻¹H) (median, interval)", "stability threshold on sharpness (median, interval)"} <= set(header)
+    section = md.split("### Stability")[1].split("\n### ")[0]
+    assert "![stability on six_hump_camel](stability_six_hump_camel.png)" in section
+    _, table = md_table(section, "configuration")
+    assert {(r[0], float(r[1])) for r in table} == {(o, lr) for o in ("gd", "momentum", "adam") for lr in (0.01, 0.05, 0.1)}
+    edge = []
+    for config, lr, threshold, ratio, _, cls, diverged in table:
+        at = [r for r in runs if r.data.params["optimizer"] == config and float(r.data.params["lr"]) == float(lr)]
+        ok = [r for r in at if not r.data.metrics.get("diverged")]
+        k = len(at) - len(ok)
+        assert diverged == f"{k}/{len(at)}" and len(at) == 5
+        assert same(threshold.split(" = ")[1], at[0].data.metrics["stability_threshold"], digits=4)
+        assert threshold.startswith({"gd": "2/lr", "momentum": "2(1+b)/lr, b=0.9", "adam": "(2+2b1)/((1-b1)lr), b1=0.9"}[config])
+        med = float(np.median([r.data.metrics["edge_ratio"] for r in ok]))
+        assert same(ratio, med)
+        assert cls == ("diverged" if 2 * k > len(at) else "at the edge" if k or med >= 0.8 else "stable"), (config, lr, med, k)
+        if cls != "diverged" and med >= 0.8:
+            edge.append(f"{config} at lr {lr}: {med:.2f} x ")
+    assert edge, "the sweep must hold an lr at the edge (GD at 0.1 in a global minimum: 16.49 x 0.1 / 2 = 0.82)"
+    finding = next(ln for ln in md.splitlines() if "sat at the edge of stability" in ln)
+    assert all(e in finding for e in edge) and finding.count(" at lr ") == len(edge)
+    minima = md.split("### Where runs ended")[1].split("\n### ")[0]
+    _, mrows = md_table(minima, "configuration")
+    for config, minimum, n, sharp, _ in mrows:
+        basin = minimum.rsplit(" (", 1)[0]
+        ended = [r.data.metrics["final_sharpness"] for r in runs if r.data.params["optimizer"] == config and r.data.tags.get("basin") == basin
+                 and not r.data.metrics.get("diverged")]
+        assert int(n) == len(ended) and same(sharp, float(np.median(ended)))
+    kinds = {r[1].rsplit(" (", 1)[1] for r in mrows}
+    assert kinds == {"local)", "global)"} and any(r[4] == "flattest" for r in mrows)

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from harness import analysis, landscape, summary, theory, tuning
+from harness import analysis, landscape, stability, summary, theory, tuning
 from harness import formatting as fmt
 from harness.findings import findings
 from harness.protocol import MIN_SPLIT
-from harness.report import figures
+from harness.report import figures, stability_figure
 from harness.store import RunSet
 
 
@@ -226,6 +226,19 @@ HOW_TO_READ = """\
   `stats.basin_tol` of a global minimum, of a local minimum, of no listed minimum, or diverged.
 """
 
+HOW_TO_READ_STABILITY = """\
+- **Stability** (instruments on): a run's *edge ratio* is the median, over the last third of its
+  measurements, of its sharpness λmax(H) (the preconditioned λmax(P⁻¹H) for Adam, AdamW, RMSprop and
+  AdaGrad) divided by the threshold of its optimizer and lr (`stability_threshold`: 2/lr for GD; see the
+  README). Cohen et al. (2021): at the edge of stability sharpness rises to the threshold and hovers there.
+  Each lr is classed over every seed it ran (no lr is chosen here): **diverged** when more than half of
+  its runs diverged; **at the edge** when the median edge ratio of its runs that did not diverge is
+  ≥ {edge:g} (within 20% of the threshold, or above it), or when some of its runs diverged; **stable**
+  otherwise. The minima table: per configuration, the median final sharpness λmax(H) of the runs (every
+  lr and seed that did not diverge) that ended in each listed minimum; flattest and sharpest compare only
+  the minima that configuration ended in.
+"""
+
 _JOBS: list = []  # figure jobs, read by forked workers (see render)
 
 
@@ -234,7 +247,7 @@ def _draw(i: int):
     return key, fn(*args)
 
 
-def render(rs: RunSet, a: analysis.Analysis, budget: pd.DataFrame, scaling: dict, out: Path) -> dict:
+def render(rs: RunSet, a: analysis.Analysis, budget: pd.DataFrame, scaling: dict, stab: dict, out: Path) -> dict:
     """Draw every figure; returns {key: file name or None}. Curves are read in the parent first (one
     query), then figures are drawn by two forked workers, which touch no store."""
     df, bests, target, units = a.df, a.bests, a.target, a.protocol.unit
@@ -245,9 +258,12 @@ def render(rs: RunSet, a: analysis.Analysis, budget: pd.DataFrame, scaling: dict
     for prob in analysis.problems(df):
         g = df[df.problem == prob]
         ids = [rid for r in bests[bests.problem == prob].itertuples() for rid in analysis.at_best(df, prob, r.config, r.best_lr)["run_id"]]
+        if len(stab[prob]):  # instruments measured sharpness: every run's curve is drawn
+            ids += g["run_id"].tolist()
+            jobs.append((("stability", prob), stability_figure.sharpness, (rs, df, stab[prob], prob, out, prob)))
         figures.curves_of(rs, ids)  # prefetch into the cache
         jobs += [(("curves", prob), figures.loss_curves, (rs, df, bests, prob, units[prob], col, out, prob)),
-                 (("lr", prob), figures.lr_sensitivity, (df, prob, target, units[prob], col, order, out, prob)),
+                 (("lr", prob), figures.lr_sensitivity, (df, prob, target, units[prob], col, order, out, prob, stab[prob] if len(stab[prob]) else None)),
                  (("tuning", prob), figures.tuning_budget, (budget, prob, col, order, out, prob)),
                  (("landscape", prob), figures.landscapes, (landscape.landscapes(df, prob), prob, bool(g["has_fstar"].all()), out, prob)),
                  (("batch", prob), figures.batch_scaling, (scaling[prob], prob, target, col, out, prob)),
@@ -310,13 +326,16 @@ def build(rs: RunSet, out: Path, name: str, target: float, tune="half", select: 
     md += protocol_section(a)
     budget = tuning.budget(a)
     scaling = {prob: landscape.batch_scaling(a, prob) for prob in analysis.problems(df)}
-    figs = render(rs, a, budget, scaling, out)
+    stab = {prob: stability.table(df, prob) for prob in analysis.problems(df)}
+    figs = render(rs, a, budget, scaling, stab, out)
     if figs.get("profile"):
         md += ["### Across problems", "", f"![performance profile]({figs['profile']})", ""]
     md += ["## Set-up", "", setup(rs, df)]
-    md += per_problem(df, figs, budget, searched(rs, df), scaling)
+    md += per_problem(df, figs, budget, searched(rs, df), scaling, stab)
     md += ["## How to read this report", "",
            HOW_TO_READ.format(factor=analysis.FACTOR, solved=analysis.SOLVED, digits=analysis.DIGITS, min_split=MIN_SPLIT, target=target)]
+    if any(len(t) for t in stab.values()):
+        md += [HOW_TO_READ_STABILITY.format(edge=stability.EDGE)]
     path = out / "report.md"
     path.write_text("\n".join(md))
     return path
@@ -365,7 +384,33 @@ def scaling_section(scalings: list, fig: str | None) -> list[str]:
             table(["optimizer", "batch size", "best lr", "steps to target", "examples to target", "seeds"], rows), "", *[f"- {f}" for f in fits], ""]
 
 
-def per_problem(df: pd.DataFrame, figs: dict, budget: pd.DataFrame, spaces: list[str], scaling: dict) -> list[str]:
+def stability_section(t: pd.DataFrame, fig: str | None, alt: str) -> list[str]:
+    """The edge-of-stability figure and, per (configuration, lr), its threshold, edge ratio and class."""
+    if t.empty:
+        return []
+    ratio = lambda v: "–" if math.isnan(v) else f"{v:.3g}"  # noqa: E731
+    rows = [[r.config, fmt.lr(r.lr), f"{r.formula} = {r.threshold:.4g}", ratio(r.ratio), fmt.interval(r.lo, r.hi, ratio, r.level), r.cls,
+             fmt.count(r.diverged, r.runs)] for r in t.itertuples()]
+    md = ["### Stability", ""]
+    if fig:
+        md += [f"![stability on {alt}]({fig})", ""]
+    return md + [f"Edge ratio: sharpness / threshold over the last third of each run (the preconditioned sharpness where the threshold is on it); "
+                 f"median over the runs that did not diverge, every seed. At the edge: median ≥ {stability.EDGE:g} or some runs diverged "
+                 "(see *How to read*).", "",
+                 table(["configuration", "lr", "threshold", "median edge ratio", "interval (level)", "class", "diverged"], rows), ""]
+
+
+def minima_section(m: pd.DataFrame) -> list[str]:
+    """The sharpness of the minima each configuration ended in."""
+    if m.empty:
+        return []
+    rows = [[r.config, f"{r.basin} ({r.kind})", str(r.runs), f"{r.sharpness:.3g}", r.rank or "–"] for r in m.itertuples()]
+    return ["Sharpness of the minima runs ended in: median final λmax(H) over the runs (every lr and seed that did not diverge) "
+            "that ended in each minimum; flattest / sharpest among the minima that configuration ended in.", "",
+            table(["configuration", "minimum", "runs", "median final sharpness", "flatter or sharper"], rows), ""]
+
+
+def per_problem(df: pd.DataFrame, figs: dict, budget: pd.DataFrame, spaces: list[str], scaling: dict, stab: dict) -> list[str]:
     md = []
     for prob in analysis.problems(df):
         g = df[df.problem == prob]
@@ -375,6 +420,7 @@ def per_problem(df: pd.DataFrame, figs: dict, budget: pd.DataFrame, spaces: list
         theory = quadratic_theory(df, prob)
         if theory:
             md += [theory]
+        md += stability_section(stab[prob], figs.get(("stability", prob)), alt)
         if figs.get(("landscape", prob)):
             md += ["### Two-hyperparameter landscape", "", f"![landscape on {alt}]({figs['landscape', prob]})", "",
                    "Median final value over every seed per cell (log colour scale); x: the median run of the cell diverged; outlined: the lowest median.", ""]
@@ -384,6 +430,8 @@ def per_problem(df: pd.DataFrame, figs: dict, budget: pd.DataFrame, spaces: list
                                  ("trajectories", "Trajectories", "trajectories")):
             if figs.get((key, prob)):
                 md += [f"### {title}", "", f"![{what} on {alt}]({figs[key, prob]})", ""]
+            if key == "minima":
+                md += minima_section(stability.minima(df, prob))
         ok = g[~g["diverged"]]
         fstar = bool(g["has_fstar"].all())
         rows = [[c, fmt.value(s.min(), fstar), fmt.value(s.median(), fstar), fmt.value(s.max(), fstar)]

@@ -222,9 +222,11 @@ def _log_panel(panel: str, measured: list, series: list, of: dict) -> bool:
     return bool(on) and bool(meds) and all((v > 0).all() for v in meds) and any(v.size for v in meds)
 
 
-def lr_sensitivity(df: pd.DataFrame, prob: str, target: float, unit: str, col: dict, order: list[str], out: Path, name: str) -> str:
+def lr_sensitivity(df: pd.DataFrame, prob: str, target: float, unit: str, col: dict, order: list[str], out: Path, name: str,
+                   classes: pd.DataFrame | None = None) -> str:
     """Final value vs lr (median line, per-seed dots, diverged runs as x at the top) and, where f* is
-    known, median cost to target vs lr, over every seed. On the quadratic, each configuration's own stability edge."""
+    known, median cost to target vs lr, over every seed. On the quadratic, each configuration's own stability edge.
+    Where instruments measured sharpness, ``classes`` (harness/stability.py ``table``) marks each lr's median."""
     g = df[df.problem == prob]
     fstar = bool(g["has_fstar"].all())
     fig, axes = plt.subplots(1, 2 if fstar else 1, figsize=(12 if fstar else 7, 4.6), layout="constrained", squeeze=False, sharex=True)
@@ -250,6 +252,8 @@ def lr_sensitivity(df: pd.DataFrame, prob: str, target: float, unit: str, col: d
         bad = gc[gc["diverged"]]
         if len(bad):
             a.scatter(bad["lr"], np.full(len(bad), top * (1.25**k if log_y else 1.0)), marker="x", s=26, color=c)
+        if classes is not None and len(classes):
+            _mark_classes(a, med.mask(med <= 0, floor) if log_y else med, classes[classes.config == cfg], c, top * (1.25**k if log_y else 1.0))
         if b is not None:
             st = analysis.cost(gc, target, unit).groupby(gc["lr"]).median()
             st = st[np.isfinite(st)]
@@ -258,6 +262,8 @@ def lr_sensitivity(df: pd.DataFrame, prob: str, target: float, unit: str, col: d
                 b.plot(st.index, st.to_numpy() + 1, marker="o", ms=3, color=c, ls=ls)
     if len(g[g["diverged"]]):
         handles.append((a.scatter([], [], marker="x", color="k"), "diverged (drawn at the top)"))
+    if classes is not None and len(classes):
+        handles += [(a.scatter([], [], **_class_style(k, "k")), f"lr {k} (instruments; see Stability)") for k in CLASS_MARKERS if (classes["cls"] == k).any()]
     if log_y and bool((ok["final"] <= 0).any()):
         _fstar_line(a, floor, True)
     if not len(ok):
@@ -282,6 +288,25 @@ def lr_sensitivity(df: pd.DataFrame, prob: str, target: float, unit: str, col: d
     _title(fig, f"{name}: learning-rate sensitivity")
     _legend_below(fig, [h for h, _ in handles], [lb for _, lb in handles])
     return _save(fig, out / f"lr_{_slug(prob)}.png")
+
+
+CLASS_MARKERS = {"stable": dict(marker="o", s=34), "at the edge": dict(marker="D", s=52, facecolors="none", linewidths=1.4),
+                 "diverged": dict(marker="X", s=70, linewidths=0.5)}  # harness/stability.py CLASSES
+
+
+def _mark_classes(ax, med: pd.Series, cls: pd.DataFrame, c: str, top: float) -> None:
+    """Each lr's class on its median point (a diverged lr, which has no median, at the top with its runs)."""
+    for kind in CLASS_MARKERS:
+        lrs = cls.loc[cls["cls"] == kind, "lr"].to_numpy(float)
+        y = np.array([med.get(lr, np.nan) if kind != "diverged" else top for lr in lrs], dtype=float)
+        y = np.where(np.isfinite(y), y, top)
+        if len(lrs):
+            ax.scatter(lrs, y, zorder=4, **_class_style(kind, c))
+
+
+def _class_style(kind: str, c: str) -> dict:
+    style = CLASS_MARKERS[kind]
+    return {**style, "edgecolors": c, **({} if "facecolors" in style else {"facecolors": c})}
 
 
 def _edges(g: pd.DataFrame, edges: dict, col: dict, axes: list, handles: list) -> None:
