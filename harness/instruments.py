@@ -9,7 +9,8 @@
   the Hessian of the summed loss is block-diagonal), warm-started from the member's previous Ritz
   vector; it stops when every member's Ritz residual ||H v - theta v|| <= ``tol`` |theta| (theta's own
   error is then about tol^2 theta^2 / gap, the gap to the next eigenvalue), or after ``iters`` products
-  (at most the dimension, where the Krylov space is everything and the answer exact).
+  (at most the dimension, where the Krylov space is everything and the answer exact). Up to ``SMALL``
+  dimensions (the landscapes) the whole Hessian is built instead, from d products in one vmapped call.
 - ``preconditioned_sharpness``: lambda_max(P^-1 H) = lambda_max(P^-1/2 H P^-1/2), with P the diagonal
   preconditioner of the member's last update (``Optimizer.preconditioner``: Adam, AdamW, RMSprop,
   AdaGrad; Cohen et al., 2022); NaN at step 0, before any update. Other optimizers do not record it.
@@ -18,6 +19,10 @@
   example's gradient over the training split (the population the mini-batches are drawn from, so no
   n/(n-1)). Per-example gradients come from torch.func (vmap over examples of grad), in chunks. On a
   problem with ``grad_noise`` sigma instead, Sigma = sigma^2 I. Problems with neither record none.
+
+On a data problem ``instruments.examples=N`` measures both on a fixed sample of N training examples
+(the same for every member and measurement) instead of the whole training split: N/n of the cost, and
+the Hessian and gradient noise of that sample's loss (Cockpit measures on the step's mini-batch).
 
 A member's threshold (harness/theory.py ``sharpness_threshold``) comes from its own optimizer and
 lr; :func:`summary` turns the curves into ``stability_threshold`` and ``edge_ratio``:
@@ -38,7 +43,8 @@ from torch import Tensor
 from optimizers.base import ConfigError
 
 MEASURES = ("sharpness", "preconditioned_sharpness", "noise_scale")
-KEYS = ("name", "every", "measures", "iters", "tol")
+KEYS = ("name", "every", "measures", "iters", "tol", "examples")
+SMALL = 8  # up to this dimension the whole Hessian is built (d products at once) instead of Lanczos
 EXAMPLE_BYTES = 64 * 2**20  # per-example gradients held at once: the examples go through in chunks of this
 
 
@@ -49,6 +55,7 @@ class Settings:
     measures: tuple[str, ...]
     iters: int
     tol: float
+    examples: int | None = None  # data problems: measure on a fixed sample of this many training examples (None: all)
 
 
 def settings(section) -> Settings | None:
@@ -69,7 +76,28 @@ def settings(section) -> Settings | None:
         raise ConfigError(f"instruments.tol={tol!r} is not allowed; allowed: a number in (0, 1)")
     if not (isinstance(measures, (list, tuple)) and measures and all(m in MEASURES for m in measures)):
         raise ConfigError(f"instruments.measures={measures!r} is not allowed; allowed: a non-empty list of {', '.join(MEASURES)}")
-    return Settings(str(section.get("name")), every, tuple(dict.fromkeys(measures)), iters, float(tol))
+    examples = section.get("examples")
+    if not (examples is None or (isinstance(examples, int) and not isinstance(examples, bool) and examples >= 2)):
+        raise ConfigError(f"instruments.examples={examples!r} is not allowed; allowed: null (the whole training split) or an integer >= 2")
+    return Settings(str(section.get("name")), every, tuple(dict.fromkeys(measures)), iters, float(tol), examples)
+
+
+def check_problem(s: Settings, problem) -> None:
+    """What the settings ask of the problem: ``examples`` needs a training split at least that large."""
+    n = getattr(problem, "samples", None)
+    if s.examples is not None and (n is None or s.examples > n):
+        allowed = f"null or an integer 2..{n} (the training split's size)" if n else "null (a problem without data has no examples)"
+        raise ConfigError(f"instruments.examples={s.examples} is not allowed for problem {problem.name}; allowed: {allowed}")
+
+
+def sample_rows(problem, examples: int | None) -> Tensor:
+    """The training rows the instruments measure on: all, or a fixed sample of ``examples`` of them
+    (the same for every member and every measurement, so curves compare), in order."""
+    n = problem.samples
+    if examples is None or examples >= n:
+        return torch.arange(n, device=problem.X.device)
+    rows = np.sort(np.random.default_rng([7, n]).choice(n, examples, replace=False))
+    return torch.from_numpy(rows).to(problem.X.device)
 
 
 def hessian_vector_products(loss: Callable[[Tensor], Tensor], x: Tensor) -> Callable[[Tensor], Tensor]:
@@ -134,6 +162,21 @@ def lanczos_top(hvp: Callable[[Tensor], Tensor], v0: Tensor, iters: int, tol: fl
     return torch.where(bad, math.nan, theta), vec, j + 1
 
 
+def dense_top(hvp: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
+    """The largest eigenvalue ``[B]`` from the whole matrix: d products in one vmapped call (one per call
+    where the products cannot be vmapped), then ``eigvalsh``; NaN where a product is not finite."""
+    B, d = x.shape
+    basis = torch.eye(d, dtype=x.dtype, device=x.device).unsqueeze(1).expand(d, B, d)
+    try:
+        cols = torch.func.vmap(hvp)(basis)
+    except RuntimeError:
+        cols = torch.stack([hvp(e) for e in basis])
+    H = cols.permute(1, 2, 0).to(torch.float64)  # [B, d, d]: column k is H e_k
+    bad = ~torch.isfinite(H).flatten(1).all(1)
+    H = torch.where(bad[:, None, None], 0.0, H)
+    return torch.where(bad, math.nan, torch.linalg.eigvalsh(0.5 * (H + H.transpose(1, 2)))[:, -1])
+
+
 class Probe:
     """The runner's probe (``runner.run(probes=...)``): ``probe(x)`` gives each requested measure ``[B]``.
 
@@ -143,6 +186,11 @@ class Probe:
     def __init__(self, s: Settings, problem, preconditioner: Callable[[], list[Tensor] | None] | None = None):
         self.s, self.problem, self.preconditioner = s, problem, preconditioner
         self.measures = [m for m in s.measures if self._applies(m)]
+        self.rows = sample_rows(problem, s.examples) if getattr(problem, "samples", None) else None
+        if s.examples is None or self.rows is None:
+            self.loss = problem.loss  # the training loss itself
+        else:
+            self.loss = lambda z: problem.loss_on(z, self.rows.expand(z.shape[0], -1))
         self.vectors: dict[str, Tensor] = {}  # warm starts: each measure's last Ritz vectors
         self.products = 0  # Hessian-vector products so far (what the curvature costs)
 
@@ -166,6 +214,9 @@ class Probe:
         return torch.where(ok[:, None], prev, r)
 
     def _top(self, key: str, x: Tensor, hvp: Callable[[Tensor], Tensor]) -> Tensor:
+        if x.shape[1] <= SMALL:
+            self.products += x.shape[1]
+            return dense_top(hvp, x)
         theta, vec, used = lanczos_top(hvp, self._start(key, x), self.s.iters, self.s.tol)
         self.vectors[key], self.products = vec.detach(), self.products + used
         return theta
@@ -176,13 +227,13 @@ class Probe:
         out: dict[str, Tensor] = {}
         hvp = None
         if "sharpness" in self.measures or "preconditioned_sharpness" in self.measures:
-            hvp = hessian_vector_products(self.problem.loss, x)
+            hvp = hessian_vector_products(self.loss, x)
         if "sharpness" in self.measures:
             out["sharpness"] = self._top("sharpness", x, hvp)
         if "preconditioned_sharpness" in self.measures:
             out["preconditioned_sharpness"] = self._preconditioned(x, hvp)
         if "noise_scale" in self.measures:
-            out["noise_scale"] = noise_scale(self.problem, x)
+            out["noise_scale"] = noise_scale(self.problem, x, self.rows)
         return {k: torch.where(finite, v.to(torch.float64), math.nan) for k, v in out.items()}
 
     def _preconditioned(self, x: Tensor, hvp: Callable[[Tensor], Tensor]) -> Tensor:
@@ -196,19 +247,20 @@ class Probe:
         return torch.where(ok, theta, math.nan)
 
 
-def noise_scale(problem, x: Tensor) -> Tensor:
-    """B_simple = tr(Sigma) / |G|^2 per member (see the module's docstring)."""
+def noise_scale(problem, x: Tensor, rows: Tensor | None = None) -> Tensor:
+    """B_simple = tr(Sigma) / |G|^2 per member (see the module's docstring), over the training ``rows`` (all by default)."""
     if not hasattr(problem, "example_losses"):
         with torch.enable_grad():
             xx = x.detach().requires_grad_(True)
             (g,) = torch.autograd.grad(problem.loss(xx).sum(), xx)
         return (problem.dim * problem.grad_noise**2 / (g.to(torch.float64) ** 2).sum(1))
-    n, (B, d) = problem.samples, x.shape
+    rows = torch.arange(problem.samples, device=problem.X.device) if rows is None else rows
+    n, (B, d) = len(rows), x.shape
     chunk = max(1, min(n, EXAMPLE_BYTES // max(1, B * d * x.element_size())))
     sq = torch.zeros(B, dtype=torch.float64, device=x.device)
     G = torch.zeros(B, d, dtype=torch.float64, device=x.device)
-    for rows in torch.arange(n, device=problem.X.device).split(chunk):
-        gi = per_example_gradients(problem, x, rows)  # [k, B, d]
+    for part in rows.split(chunk):
+        gi = per_example_gradients(problem, x, part)  # [k, B, d]
         sq += (gi.to(torch.float64) ** 2).sum((0, 2))
         G += gi.to(torch.float64).sum(0)
     G /= n

@@ -270,6 +270,9 @@ def build_batch(members: list[Cfg]) -> Batch:
     device = resolve_device(first.get("device", "cpu"))
     with torch.device(device):
         problem = problem_cls(**pk, seeds=seeds, dtype=dtype)
+    measures = instruments.settings(first.get("instruments"))
+    if measures is not None:
+        instruments.check_problem(measures, problem)
     target = import_target("optimizer._target_", first["optimizer"]["_target_"])
     code = fingerprint(target, problem_cls, *getattr(problem, "sources", ()))  # sources: a network problem's own model code
 
@@ -294,7 +297,7 @@ def build_batch(members: list[Cfg]) -> Batch:
                 raise ConfigError(f"optimizer ({c['optimizer']['_target_']}): {str(e).splitlines()[0]}") from None
             kws.append(kw)
         assert len(members) == 1 or elementwise(target, kws[0], dtype), "coupled torch.optim classes run one member at a time"
-        return Batch(members, problem, None, target, kws, rules, dtype, hashes, schedule, code, device, instruments.settings(first.get("instruments")))
+        return Batch(members, problem, None, target, kws, rules, dtype, hashes, schedule, code, device, measures)
 
     if not callable(target):
         raise ConfigError(f"optimizer._target_={first['optimizer']['_target_']!r} is not allowed; allowed: an optimizer factory or a torch.optim.Optimizer class")
@@ -310,7 +313,7 @@ def build_batch(members: list[Cfg]) -> Batch:
         raise ConfigError(f"schedule={schedule['name']} needs an optimizer that exposes its lr tensor; optimizer._target_="
                           f"{first['optimizer']['_target_']} does not; allowed: schedule=constant, or return "
                           "Optimizer(init, update, hyperparams={'lr': lr}) and read lr in update")
-    return Batch(members, problem, opt, None, [], rules, dtype, hashes, schedule, code, device, instruments.settings(first.get("instruments")))
+    return Batch(members, problem, opt, None, [], rules, dtype, hashes, schedule, code, device, measures)
 
 
 def structure_key(c: Cfg) -> str:

@@ -75,6 +75,25 @@ def test_logistic_regression_is_the_top_eigenvalue_of_XtDX_over_n_plus_the_penal
     np.testing.assert_allclose(ins.Probe(EXACT, p)(x)["sharpness"].numpy(), want, rtol=1e-10)
 
 
+def test_a_sample_of_examples_measures_the_hessian_and_noise_of_that_samples_loss():
+    p = LogisticRegression(seeds=[0, 1])
+    s = ins.settings({"name": "full", "every": 1, "measures": ["sharpness", "noise_scale"], "iters": 60, "tol": 1e-10, "examples": 50})
+    probe = ins.Probe(s, p)
+    rows = probe.rows.numpy()
+    assert len(rows) == 50 and len(set(rows)) == 50 and rows.max() < p.samples
+    x = 0.1 * torch.randn(2, p.dim, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    got = probe(x)
+    A, y = np.column_stack([np.ones(p.samples), p.X.numpy()])[rows], p.y.numpy()[rows]
+    reg = np.array([0.0] + [p.l2] * (p.dim - 1))
+    for i, th in enumerate(x.numpy()):
+        s_ = 1 / (1 + np.exp(-A @ th))
+        H = (A * (s_ * (1 - s_))[:, None]).T @ A / 50 + np.diag(reg)
+        assert got["sharpness"][i].item() == pytest.approx(np.linalg.eigvalsh(H).max(), rel=1e-10)
+        g = (s_ - y)[:, None] * A + reg * th  # each example's gradient of its log-loss plus the penalty
+        G = g.mean(0)
+        assert got["noise_scale"][i].item() == pytest.approx(((g - G) ** 2).sum(1).mean() / (G @ G), rel=1e-9)
+
+
 def test_a_network_matches_scipys_eigsh_on_the_same_hessian_vector_product():
     p = MLP(width=16, depth=1, activation="tanh", loss="mse", seeds=[0, 1])  # float32, as the network runs
     x = p.init()
@@ -193,6 +212,8 @@ def test_instruments_off_leave_a_members_identity_and_params_as_before():
         (["instruments=curvature", "instruments.measures=[hessian]"], "instruments.measures=['hessian'] is not allowed; allowed: a non-empty list of sharpness"),
         (["instruments=curvature", "instruments.tol=2"], "instruments.tol=2 is not allowed; allowed: a number in (0, 1)"),
         (["instruments=sharpness"], "instruments=sharpness"),
+        (["instruments=curvature", "instruments.examples=64"], "instruments.examples=64 is not allowed for problem rosenbrock; allowed: null"),
+        (["problem=linear_regression", "instruments=noise", "instruments.examples=5000"], "instruments.examples=5000 is not allowed for problem linear_regression; allowed: null or an integer 2..120"),
     ],
 )
 def test_bad_instrument_settings_are_one_line(tmp_path, harness_cli, args, expected):
