@@ -67,7 +67,7 @@ def settings(section) -> Settings | None:
     for k in section:
         if k not in KEYS:
             raise ConfigError(f"unknown key 'instruments.{k}'; allowed: {', '.join(KEYS)}")
-    every, iters, tol, measures = section.get("every"), section.get("iters", 20), section.get("tol", 1e-4), section.get("measures")
+    every, iters, tol, measures = section.get("every"), section.get("iters", 20), section.get("tol", 1e-3), section.get("measures")
     if not (isinstance(every, int) and not isinstance(every, bool) and every >= 1):
         raise ConfigError(f"instruments.every={every!r} is not allowed; allowed: an integer >= 1 (steps between measurements)")
     if not (isinstance(iters, int) and not isinstance(iters, bool) and iters >= 1):
