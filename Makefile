@@ -66,6 +66,7 @@ bench: venv
 	$(PY) bench/parallel.py
 	$(PY) bench/torch_classes.py
 	$(PY) bench/threads.py
+	$(PY) bench/instruments.py
 	$(PY) bench/gpu.py
 
 lint: venv
