@@ -222,6 +222,16 @@ class Probe:
         return theta
 
     def __call__(self, x: Tensor) -> dict[str, Tensor]:
+        buffers = getattr(self.problem, "buffers", None)  # a network's running statistics: measuring must not move them
+        saved = {k: v.clone() for k, v in buffers.items()} if isinstance(buffers, dict) else None
+        try:
+            return self._measure(x)
+        finally:
+            if saved is not None:
+                for k, v in saved.items():
+                    self.problem.buffers[k].copy_(v)
+
+    def _measure(self, x: Tensor) -> dict[str, Tensor]:
         finite = torch.isfinite(x).all(1)
         x = torch.where(finite[:, None], x, 0.0)  # a diverged member is measured at 0 and reported NaN
         out: dict[str, Tensor] = {}
@@ -270,8 +280,9 @@ def noise_scale(problem, x: Tensor, rows: Tensor | None = None) -> Tensor:
 
 def per_example_gradients(problem, x: Tensor, rows: Tensor) -> Tensor:
     """``[k, B, d]``: each member's gradient of each example's loss, ``torch.func.vmap`` over the
-    examples of ``torch.func.grad`` (cost linear in k); one pass per example where the problem's code
-    cannot be vmapped."""
+    examples of ``torch.func.grad`` (cost linear in k); one autograd pass per example where torch.func
+    refuses the problem's code. (Batch norm in training mode couples a chunk's examples: its
+    "per-example" gradients, and so its noise scale, are those of the examples normalised together.)"""
     x = x.detach()
 
     def one(r: Tensor) -> Tensor:
@@ -279,8 +290,11 @@ def per_example_gradients(problem, x: Tensor, rows: Tensor) -> Tensor:
 
     try:
         return torch.func.vmap(one)(rows)
-    except RuntimeError:
-        return torch.stack([one(r) for r in rows])
+    except RuntimeError:  # not vmappable, or torch.func refuses it (batch norm's in-place running statistics): autograd
+        with torch.enable_grad():
+            xx = x.requires_grad_(True)
+            losses = problem.example_losses(xx, rows)
+            return torch.stack([torch.autograd.grad(losses[:, j].sum(), xx, retain_graph=True)[0] for j in range(len(rows))])
 
 
 def summary(sparse: dict[str, tuple[np.ndarray, np.ndarray]], threshold: float | None, preconditioned: bool) -> dict[str, float]:

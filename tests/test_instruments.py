@@ -266,3 +266,19 @@ def test_held_out_metrics_and_instruments_read_back_each_on_its_own_steps(tmp_pa
     rows = parquet_curves(uri, rid).set_index("step")
     np.testing.assert_allclose(got[got.key == "noise_scale"].value, rows["noise_scale"].loc[[0, 7, 14, 21, 28, 30]], rtol=1e-6)
     assert np.isfinite(got.value).all()
+
+
+def test_measuring_a_batch_norm_network_leaves_its_run_as_it_was():
+    """Batch norm in training mode updates its running statistics on every forward pass; the measurements'
+    passes must not, so the run (its loss and its held-out metrics, evaluated with those statistics) is
+    the same with instruments as without."""
+    common = ("problem=module", "problem.model=tests.networks.BatchNormNet", "problem.data=examples.wine_mlp.wine",
+              "optimizer=momentum", "steps=12", "problem.eval_every=4", members({"lr": 0.05, "seed": 0}, {"lr": 0.1, "seed": 1}))
+    runs = []
+    for extra in ((), ("instruments=full", "instruments.every=3", "instruments.examples=16")):
+        (batch,), _ = plan(make_cfg(*common, *extra))
+        runs.append(results(batch, run_batch(batch)))
+    for plain, measured in zip(*runs):
+        np.testing.assert_array_equal(plain.loss, measured.loss)
+        np.testing.assert_array_equal(plain.sparse["val_loss"][1], measured.sparse["val_loss"][1])
+        assert np.isfinite(measured.sparse["sharpness"][1]).all() and np.isfinite(measured.sparse["noise_scale"][1]).all()
