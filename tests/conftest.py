@@ -1,4 +1,4 @@
-"""Shared helpers: compose configs the way the CLI does, and run the real CLI in a subprocess."""
+"""Shared helpers: compose configs the way the CLI does, and run the real CLI in a subprocess or in this process."""
 
 from __future__ import annotations
 
@@ -42,6 +42,39 @@ class Result:
     returncode: int
     stdout: str
     stderr: str
+
+
+def cli_here(args: list[str], cwd: Path, env: dict | None = None) -> Result:
+    """``python -m harness ARGS`` in this process, in ``cwd`` (run_cli without starting Python, torch,
+    MLflow and Hydra again, ~3 s each): the same environment as run_cli gives a child (no MLFLOW_*
+    variables, ``env`` added), stdout and stderr captured; the directory, environment and streams are
+    restored after. For module-scoped fixtures too (the ``harness_cli`` fixture is per test). What
+    needs a process of its own (exit by a signal, the interpreter's start, launchers' workers ending
+    with it) stays with run_cli."""
+    import io
+    from contextlib import redirect_stderr, redirect_stdout
+
+    from harness.__main__ import cli
+
+    saved_env, saved_cwd = dict(os.environ), os.getcwd()
+    for k in [k for k in os.environ if k.startswith("MLFLOW_")]:
+        del os.environ[k]
+    os.environ["HARNESS_SWEEP_PID"] = ""  # a sweep in this process sets it; children started later must not see it
+    os.environ.update(env or {})
+    out, err = io.StringIO(), io.StringIO()
+    try:
+        os.chdir(cwd)
+        with redirect_stdout(out), redirect_stderr(err):
+            try:
+                cli(list(args))
+                code = 0
+            except SystemExit as e:
+                code = e.code if isinstance(e.code, int) else 1
+    finally:
+        os.chdir(saved_cwd)
+        os.environ.clear()
+        os.environ.update(saved_env)
+    return Result(code, out.getvalue(), err.getvalue())
 
 
 @pytest.fixture
