@@ -77,16 +77,16 @@ def test_sgd_seeds_differ_and_repeat():
 @pytest.mark.parametrize(
     "problem,extra",
     [
-        ("logistic_regression", ("batch_size=32",)),
-        ("linear_regression", ("batch_size=8", "problem.dataset=diabetes")),
-        ("cnn", ("batch_size=16", "dtype=float64", "problem.eval_every=20")),
-        ("mlp", ("batch_size=16", "dtype=float64", "problem.eval_every=20", "problem.activation=tanh", "problem.loss=mse")),
-        ("rosenbrock", ("problem.grad_noise=0.5",)),
+        ("logistic_regression", ("steps=60", "batch_size=32")),
+        ("linear_regression", ("steps=60", "batch_size=8", "problem.dataset=diabetes")),
+        ("cnn", ("steps=20", "batch_size=16", "dtype=float64", "problem.eval_every=10")),  # networks: 20 steps, 3 evaluations
+        ("mlp", ("steps=20", "batch_size=16", "dtype=float64", "problem.eval_every=10", "problem.activation=tanh", "problem.loss=mse")),
+        ("rosenbrock", ("steps=60", "problem.grad_noise=0.5")),
     ],
 )
 def test_batched_members_equal_members_alone(problem, extra):
     grid = [{"lr": lr, "seed": s} for lr in (1e-3, 1e-2) for s in (0, 1)]
-    common = (f"problem={problem}", "optimizer=adam", "steps=60", *extra)
+    common = (f"problem={problem}", "optimizer=adam", *extra)
     (batch,), _ = plan(make_cfg(*common, members(*grid)))
     res = run_batch(batch)
     for i, g in enumerate(grid):
