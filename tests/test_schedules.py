@@ -88,9 +88,9 @@ def test_a_schedule_is_a_configuration_in_the_sweep_summary_and_report(tmp_path,
                  "lr=0.001,0.01", "seed=0,1"], cwd=tmp_path)
     assert p.returncode == 0, p.stderr
     assert "gd (schedule=constant)" in p.stdout and "gd (schedule=cosine)" in p.stdout
-    r = __import__("subprocess").run([__import__("sys").executable, "-m", "harness.report", "--uri", store, "--out", str(tmp_path / "r")],
-                                     cwd=tmp_path, capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr
+    from harness.report.__main__ import main as report_main
+
+    assert report_main(["--uri", store, "--out", str(tmp_path / "r")]) == 0
     md = next((tmp_path / "r").rglob("report.md")).read_text()
     assert "schedule cosine (eta_min=0)" in md and "gd (schedule=cosine)" in md
     from mlflow import MlflowClient
