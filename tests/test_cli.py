@@ -9,7 +9,7 @@ from mlflow import MlflowClient
 from harness.job import results, run_batch
 from harness.plan import plan
 from harness.store import ui_steps
-from tests.conftest import ROOT, make_cfg, members, parquet_curves, run_cli
+from tests.conftest import ROOT, cli_here, make_cfg, members, parquet_curves, run_cli
 
 
 def runs_of(uri: str):
@@ -67,7 +67,7 @@ def test_quoted_multirun_as_typed(tmp_path):
 
 def test_logged_curves_equal_the_computation_and_short_runs_log_every_step(tmp_path, store):
     args = ["problem=himmelblau", "optimizer=momentum", "steps=200", f"tracking.uri={store}", "-m", "lr=0.001,0.003", "seed=0,1"]
-    p = run_cli(args, cwd=tmp_path)
+    p = cli_here(args, cwd=tmp_path)
     assert p.returncode == 0, p.stderr
     client, runs = runs_of(store)
     children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
@@ -119,7 +119,7 @@ def test_torch_optim_classes_and_mixed_sweeps_fall_back(tmp_path, store):
     """A torch.optim class via _target_ (NAdam, LBFGS) runs one member at a time in the same
     sweep as batched optimizers, with the same MLflow content."""
     args = ["problem=quadratic", "steps=50", f"tracking.uri={store}", "-m", "optimizer=adam,nadam,lbfgs", "lr=0.1,1"]
-    p = run_cli(args, cwd=tmp_path)
+    p = cli_here(args, cwd=tmp_path)
     assert p.returncode == 0, p.stderr
     client, runs = runs_of(store)
     children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
@@ -151,7 +151,7 @@ def test_nadam_through_target_matches_torch():
 
 def test_a_failing_job_leaves_no_run_running(tmp_path, store):
     args = ["problem._target_=tests.broken_problem.Broken", f"tracking.uri={store}", "steps=10", "-m", "lr=0.1,0.01"]
-    p = run_cli(args, cwd=ROOT)
+    p = cli_here(args, cwd=ROOT)
     assert p.returncode != 0
     _, runs = runs_of(store)
     assert runs and all(r.info.status != "RUNNING" for r in runs)

@@ -28,7 +28,7 @@ from harness.store import (
     sample_steps,
     ui_steps,
 )
-from tests.conftest import ROOT, make_cfg, members, parquet_curves, run_cli
+from tests.conftest import ROOT, cli_here, make_cfg, members, parquet_curves
 from tests.legacy_curves import curves_artifact
 
 # 1,200 steps: time and x at 501 sampled steps; lr=0.003, seed=0 diverges at step 3
@@ -48,7 +48,7 @@ def readme_snippet() -> str:
 def sweep(tmp_path_factory):
     d = tmp_path_factory.mktemp("sweep")
     uri = f"sqlite:///{d / 'mlflow.db'}"
-    p = run_cli([f"tracking.uri={uri}", *SWEEP], cwd=d)
+    p = cli_here([f"tracking.uri={uri}", *SWEEP], cwd=d)
     assert p.returncode == 0, p.stderr
     return uri, d
 
@@ -115,7 +115,7 @@ def test_a_batch_shares_one_file_that_each_run_names(sweep):
 
 
 def test_a_run_without_a_parent_keeps_its_own_file(tmp_path, store):
-    p = run_cli(["problem=himmelblau", "optimizer=gd", "steps=30", f"tracking.uri={store}"], cwd=tmp_path)
+    p = cli_here(["problem=himmelblau", "optimizer=gd", "steps=30", f"tracking.uri={store}"], cwd=tmp_path)
     assert p.returncode == 0, p.stderr
     c = MlflowClient(store)
     (run,) = c.search_runs([c.get_experiment_by_name("harness").experiment_id])
@@ -256,7 +256,7 @@ def test_through_an_mlflow_server_the_harness_downloads_each_batch_file_once(tmp
     from tests.servers import mlflow_server
 
     with mlflow_server(f"sqlite:///{tmp_path / 'server.db'}", tmp_path) as base:
-        p = run_cli([f"tracking.uri={base}", "problem=himmelblau", "optimizer=gd", "steps=300", "-m", "lr=0.001,0.01", "seed=0,1"], cwd=tmp_path)
+        p = cli_here([f"tracking.uri={base}", "problem=himmelblau", "optimizer=gd", "steps=300", "-m", "lr=0.001,0.01", "seed=0,1"], cwd=tmp_path)
         assert p.returncode == 0, p.stderr
         rs = read_runs(base, "harness")
         ids = rs.runs["run_id"].tolist()

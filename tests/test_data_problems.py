@@ -12,7 +12,7 @@ from mlflow import MlflowClient
 from harness.job import results, run_batch
 from harness.plan import plan
 from problems.data import LinearRegression, LogisticRegression
-from tests.conftest import make_cfg, members, run_cli
+from tests.conftest import cli_here, make_cfg, members
 
 
 def run(*overrides):
@@ -77,16 +77,16 @@ def test_sgd_seeds_differ_and_repeat():
 @pytest.mark.parametrize(
     "problem,extra",
     [
-        ("logistic_regression", ("batch_size=32",)),
-        ("linear_regression", ("batch_size=8", "problem.dataset=diabetes")),
-        ("cnn", ("batch_size=16", "dtype=float64", "problem.eval_every=20")),
-        ("mlp", ("batch_size=16", "dtype=float64", "problem.eval_every=20", "problem.activation=tanh", "problem.loss=mse")),
-        ("rosenbrock", ("problem.grad_noise=0.5",)),
+        ("logistic_regression", ("steps=60", "batch_size=32")),
+        ("linear_regression", ("steps=60", "batch_size=8", "problem.dataset=diabetes")),
+        ("cnn", ("steps=20", "batch_size=16", "dtype=float64", "problem.eval_every=10")),  # networks: 20 steps, 3 evaluations
+        ("mlp", ("steps=20", "batch_size=16", "dtype=float64", "problem.eval_every=10", "problem.activation=tanh", "problem.loss=mse")),
+        ("rosenbrock", ("steps=60", "problem.grad_noise=0.5")),
     ],
 )
 def test_batched_members_equal_members_alone(problem, extra):
     grid = [{"lr": lr, "seed": s} for lr in (1e-3, 1e-2) for s in (0, 1)]
-    common = (f"problem={problem}", "optimizer=adam", "steps=60", *extra)
+    common = (f"problem={problem}", "optimizer=adam", *extra)
     (batch,), _ = plan(make_cfg(*common, members(*grid)))
     res = run_batch(batch)
     for i, g in enumerate(grid):
@@ -109,7 +109,7 @@ def test_data_commands_from_the_cli(tmp_path, store):
         ["problem=linear_regression", "optimizer=gd", "-m", "lr=0.01,0.1"],
         ["problem=logistic_regression", "optimizer=adam", "batch_size=32", "steps=300", "-m", "lr=1e-3,1e-2,1e-1", "seed=0,1,2"],
     ):
-        p = run_cli([*args, f"tracking.uri={store}"], cwd=tmp_path)
+        p = cli_here([*args, f"tracking.uri={store}"], cwd=tmp_path)
         assert p.returncode == 0, p.stderr
     c = MlflowClient(store)
     runs = [r for r in c.search_runs([c.get_experiment_by_name("harness").experiment_id], max_results=100) if "mlflow.parentRunId" in r.data.tags]
@@ -124,7 +124,7 @@ def test_data_commands_from_the_cli(tmp_path, store):
 
 @pytest.mark.slow
 def test_cnn_default_settings_reach_95_percent_within_two_minutes(tmp_path, store):
-    p = run_cli(["problem=cnn", "optimizer=momentum", "batch_size=64", "steps=2000", f"tracking.uri={store}"], cwd=tmp_path)
+    p = cli_here(["problem=cnn", "optimizer=momentum", "batch_size=64", "steps=2000", f"tracking.uri={store}"], cwd=tmp_path)
     assert p.returncode == 0, p.stderr
     r = MlflowClient(store).search_runs([MlflowClient(store).get_experiment_by_name("harness").experiment_id])[0]
     assert r.data.metrics["final_test_accuracy"] >= 0.95

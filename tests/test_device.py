@@ -14,7 +14,7 @@ import torch
 from harness.job import run_batch
 from harness.plan import plan
 from optimizers.base import ConfigError
-from tests.conftest import ROOT, make_cfg, members, run_cli
+from tests.conftest import ROOT, cli_here, make_cfg, members
 
 CUDA = torch.cuda.is_available()
 needs_cuda = pytest.mark.skipif(not CUDA, reason="torch sees no CUDA device")
@@ -64,7 +64,7 @@ def test_an_unknown_device_is_one_line(value):
 
 @pytest.mark.skipif(CUDA, reason="torch sees a CUDA device here")
 def test_cuda_without_cuda_exits_2_in_one_line_and_stores_nothing(tmp_path):
-    p = run_cli(["device=cuda", "steps=5", f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}"], cwd=tmp_path)
+    p = cli_here(["device=cuda", "steps=5", f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}"], cwd=tmp_path)
     err = p.stderr.strip()
     assert p.returncode == 2 and "Traceback" not in p.stderr + p.stdout and len(err.splitlines()) == 1, p.stderr
     assert err.startswith(f"error: device=cuda is not allowed: torch {torch.__version__}") and err.endswith(

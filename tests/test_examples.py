@@ -13,13 +13,13 @@ from examples.lion import lion
 from harness.check import batched_equals_alone, problem_batched_equals_alone
 from optimizers.base import Optimizer, per_member
 from problems.base import Minimum
-from tests.conftest import ROOT, run_cli
+from tests.conftest import ROOT, cli_here
 
 SEARCH = f"hydra.searchpath=[file://{ROOT / 'examples' / 'conf'}]"
 
 
 def test_your_optimizer_and_problem_run_from_the_command_line_with_a_schedule(tmp_path, store):
-    p = run_cli([SEARCH, "optimizer=lion", "problem=booth", "schedule=cosine", "steps=300", f"tracking.uri={store}", "-m",
+    p = cli_here([SEARCH, "optimizer=lion", "problem=booth", "schedule=cosine", "steps=300", f"tracking.uri={store}", "-m",
                  "lr=0.01,0.1", "optimizer.weight_decay=0,0.01", "seed=0,1"], cwd=tmp_path, env={"PYTHONPATH": str(ROOT)})
     assert p.returncode == 0, p.stderr
     assert "Sweep: 8 runs in 1 batched job(s)" in p.stdout  # your rule is batched like the built-ins
@@ -28,7 +28,7 @@ def test_your_optimizer_and_problem_run_from_the_command_line_with_a_schedule(tm
     assert len(kids) == 8 and all(r.info.status == "FINISHED" and r.data.params["optimizer"] == "lion" for r in kids)
     assert {r.data.params["problem._target_"] for r in kids} == {"examples.booth.Booth"}
     assert min(r.data.metrics["final_suboptimality"] for r in kids) < 1e-3  # Lion with a cosine schedule settles at (1, 3)
-    bad = run_cli([SEARCH, "optimizer=lio"], cwd=tmp_path)
+    bad = cli_here([SEARCH, "optimizer=lio"], cwd=tmp_path)
     assert bad.returncode == 2 and "allowed:" in bad.stderr and "lion" in bad.stderr.split("allowed:")[1]
 
 

@@ -21,7 +21,7 @@ from optimizers.base import ConfigError
 from problems.base import rng
 from problems.mlp import mlp
 from problems.module import ModuleProblem
-from tests.conftest import make_cfg, members, run_cli, sweep_runs
+from tests.conftest import cli_here, make_cfg, members, run_cli, sweep_runs
 from tests.networks import BranchyNet, InPlaceNet
 
 WINE = ("problem=module", "problem.model=examples.wine_mlp.WineNet", "problem.data=examples.wine_mlp.wine")
@@ -286,7 +286,7 @@ def test_the_readme_mlp_line_runs_batched_full_batch_and_learns(tmp_path, store)
     ]
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
     assert "python -m harness " + " ".join(args[:-1]) + ' "seed=range(2)"' in readme  # as written there
-    p = run_cli([*args, f"tracking.uri={store}"], cwd=tmp_path)
+    p = cli_here([*args, f"tracking.uri={store}"], cwd=tmp_path)
     assert p.returncode == 0, p.stderr
     _, runs = sweep_runs(store)
     assert len(runs) == 4 and len({r.data.tags["harness.curves"] for r in runs}) == 1  # one batch
@@ -299,7 +299,7 @@ def test_the_readme_mlp_line_runs_batched_full_batch_and_learns(tmp_path, store)
 
 
 def test_a_bad_model_from_the_command_line_exits_2_in_one_line_and_stores_nothing(tmp_path):
-    p = run_cli(
+    p = cli_here(
         [
             "problem=module",
             "problem.model=nowhere.Net",

@@ -11,7 +11,7 @@ import torch
 from harness.job import run_batch
 from harness.plan import plan
 from problems.data import LinearRegression, LogisticRegression, split
-from tests.conftest import ROOT, make_cfg, run_cli
+from tests.conftest import ROOT, cli_here, make_cfg, run_cli
 
 TUTORIAL = ROOT / "examples" / "tutorial_regression.csv"
 
@@ -21,7 +21,7 @@ def test_the_tutorials_example_without_intercept_from_the_command_line(tmp_path,
     steps: theta = (0.8051, 0.1450); the least-squares optimum is (1, 0) with f* = 0."""
     args = ["problem=linear_regression", f"problem.dataset={TUTORIAL}", "problem.target=y", "problem.fit_intercept=false",
             "problem.standardize=false", "optimizer=gd", "lr=0.01", "steps=1000", f"tracking.uri={store}"]
-    p = run_cli(args, cwd=tmp_path)
+    p = cli_here(args, cwd=tmp_path)
     assert p.returncode == 0, p.stderr
     (batch,), _ = plan(make_cfg(*args[:-1]))
     assert batch.problem.f_star == pytest.approx(0.0, abs=1e-28)
@@ -119,6 +119,6 @@ def test_a_bad_file_from_the_command_line_exits_2_and_stores_nothing(bad_files):
 
 
 def test_allowed_keys_are_the_real_ones(tmp_path):
-    p = run_cli(["problem=linear_regression", "+problem.dim=3"], cwd=tmp_path)
+    p = cli_here(["problem=linear_regression", "+problem.dim=3"], cwd=tmp_path)
     allowed = p.stderr.split("allowed: ", 1)[1].strip().split(", ")
     assert p.returncode == 2 and "dim" not in allowed and "box" not in allowed and {"dataset", "target", "fit_intercept"} <= set(allowed)

@@ -14,7 +14,7 @@ import sys
 import pytest
 from mlflow import MlflowClient
 
-from tests.conftest import ROOT, make_cfg, parquet_curves, run_cli
+from tests.conftest import ROOT, cli_here, make_cfg, parquet_curves, run_cli
 from tests.conftest import sweep_runs as runs
 from tests.servers import mlflow_server, postgres
 
@@ -44,7 +44,7 @@ def curves(uri: str) -> dict[str, dict[str, list[tuple[int, float]]]]:
 def sequential(tmp_path_factory):
     d = tmp_path_factory.mktemp("sequential")
     uri = f"sqlite:///{d / 'mlflow.db'}"
-    p = run_cli([f"tracking.uri={uri}", *SWEEP], cwd=d)
+    p = cli_here([f"tracking.uri={uri}", *SWEEP], cwd=d)
     assert p.returncode == 0, p.stderr
     return curves(uri)
 

@@ -97,9 +97,9 @@ def random_minima(p, gen, n):
 def test_n_dimensional_landscape_from_the_command_line_tags_basins(tmp_path, store):
     from mlflow import MlflowClient
 
-    from tests.conftest import run_cli
+    from tests.conftest import cli_here
 
-    p = run_cli(["problem=styblinski_tang", "problem.dim=6", "optimizer=adam", "steps=400", f"tracking.uri={store}", "-m", "lr=0.1", "seed=range(8)"],
+    p = cli_here(["problem=styblinski_tang", "problem.dim=6", "optimizer=adam", "steps=400", f"tracking.uri={store}", "-m", "lr=0.1", "seed=range(8)"],
                 cwd=tmp_path)
     assert p.returncode == 0, p.stderr
     c = MlflowClient(store)

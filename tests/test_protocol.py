@@ -15,7 +15,7 @@ from harness import analysis
 from harness.findings import findings
 from harness.protocol import ProtocolError
 from harness.report.__main__ import main as report_main
-from tests.conftest import ROOT, run_cli
+from tests.conftest import ROOT, cli_here, run_cli
 
 
 # ---- 1. each result counted once, from the code that ran (real sweeps) -----------------------
@@ -48,7 +48,7 @@ def test_an_edited_optimizer_reruns_and_an_untouched_one_resumes(tmp_path):
 def test_overlapping_sweeps_count_each_seed_once(tmp_path, capsys):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     for seeds in ("range(2)", "range(4)"):
-        p = run_cli([f"tracking.uri={uri}", "problem=quadratic", "optimizer=gd", "steps=50", "-m", "lr=0.001,0.01", f"seed={seeds}"], cwd=tmp_path)
+        p = cli_here([f"tracking.uri={uri}", "problem=quadratic", "optimizer=gd", "steps=50", "-m", "lr=0.001,0.01", f"seed={seeds}"], cwd=tmp_path)
         assert p.returncode == 0, p.stderr
     flt = "params.problem = 'quadratic'"
     assert report_main(["--uri", uri, "--filter", flt, "--out", str(tmp_path / "reports"), "--name", "r"]) == 0

@@ -10,7 +10,7 @@ import pytest
 from mlflow import MlflowClient
 
 from harness.report.__main__ import main as report_main
-from tests.conftest import run_cli
+from tests.conftest import cli_here
 
 
 @pytest.fixture(scope="module")
@@ -19,7 +19,7 @@ def sweep_store(tmp_path_factory):
     d = tmp_path_factory.mktemp("report")
     uri = f"sqlite:///{d / 'mlflow.db'}"
     args = ["problem=six_hump_camel", "steps=300", f"tracking.uri={uri}", "-m", "optimizer=gd,momentum,adam", "lr=0.001,0.01,0.1,1", "seed=0,1,2"]
-    p = run_cli(args, cwd=d)
+    p = cli_here(args, cwd=d)
     assert p.returncode == 0, p.stderr
     return d, uri
 

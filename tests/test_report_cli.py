@@ -11,14 +11,14 @@ import time
 import pytest
 
 from harness.report.__main__ import main as report_main
-from tests.conftest import ROOT, run_cli, terminal_sigint
+from tests.conftest import ROOT, cli_here, terminal_sigint
 
 
 @pytest.fixture(scope="module")
 def sweep(tmp_path_factory):
     d = tmp_path_factory.mktemp("report_cli")
     uri = f"sqlite:///{d / 'mlflow.db'}"
-    p = run_cli(
+    p = cli_here(
         [
             "problem=six_hump_camel",
             "steps=200",

@@ -24,7 +24,7 @@ import yaml
 from mlflow import MlflowClient
 
 from harness.report.__main__ import main as report_main
-from tests.conftest import run_cli, terminal_sigint
+from tests.conftest import cli_here, terminal_sigint
 
 SUMMARY_COLS = 10  # the cells the sweep's printed summary shares with the report's table
 
@@ -255,7 +255,7 @@ def check_tuning(md: str, runs: list, rows: list[list[str]], seeds: dict) -> Non
 
 
 def sweep(d, uri: str, args: list[str]) -> str:
-    p = run_cli([f"tracking.uri={uri}", *args], cwd=d)
+    p = cli_here([f"tracking.uri={uri}", *args], cwd=d)
     assert p.returncode == 0, p.stderr[-3000:]
     return p.stdout
 
@@ -367,7 +367,7 @@ def test_filter_over_two_sweeps_and_single_runs(where):
     for steps in (300, 500):
         sweep(d, uri, ["problem=rosenbrock", "optimizer=gd", f"steps={steps}", "-m", "lr=0.001,0.002", "seed=0,1"])
     for extra in (["problem.x0=[-1.5,2]"], ["optimizer=adam", "lr=0.01"]):
-        p = run_cli([f"tracking.uri={uri}", "problem=rosenbrock", "optimizer=gd", "lr=0.001", "steps=300", *extra], cwd=d)
+        p = cli_here([f"tracking.uri={uri}", "problem=rosenbrock", "optimizer=gd", "lr=0.001", "steps=300", *extra], cwd=d)
         assert p.returncode == 0, p.stderr
     flt = "params.problem = 'rosenbrock'"
     runs = children(uri, flt)

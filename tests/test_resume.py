@@ -16,10 +16,10 @@ import time
 import pytest
 from mlflow import MlflowClient
 
-from tests.conftest import parquet_curves, run_cli, terminal_sigint
+from tests.conftest import cli_here, parquet_curves, run_cli, terminal_sigint
 from tests.conftest import sweep_runs as members
 
-SWEEP = ["-m", "problem=rosenbrock,himmelblau,rastrigin,quadratic", "optimizer=gd", "lr=0.001,0.002", "steps=20000"]
+SWEEP = ["-m", "problem=rosenbrock,himmelblau,rastrigin,quadratic", "optimizer=gd", "lr=0.001,0.002", "steps=8000"]
 TOTAL = 8
 
 
@@ -36,7 +36,7 @@ def curves(uri: str) -> dict[str, tuple[list[float], list[float]]]:
 def reference(tmp_path_factory):
     d = tmp_path_factory.mktemp("reference")
     uri = f"sqlite:///{d / 'mlflow.db'}"
-    p = run_cli([f"tracking.uri={uri}", *SWEEP], cwd=d)
+    p = cli_here([f"tracking.uri={uri}", *SWEEP], cwd=d)
     assert p.returncode == 0, p.stderr
     return curves(uri)
 
@@ -89,7 +89,7 @@ def test_interrupted_sweep_resumes_to_the_uninterrupted_result(tmp_path, referen
         assert line == (f"interrupted: {len(kids)} of {TOTAL} runs are stored under sweep {parents[0].info.run_id} in sqlite:///mlflow.db; "
                         "run the same command again to resume")
 
-    again = run_cli([f"tracking.uri={uri}", *launcher, *SWEEP], cwd=tmp_path)
+    again = (run_cli if launcher else cli_here)([f"tracking.uri={uri}", *launcher, *SWEEP], cwd=tmp_path)  # joblib's workers: a process of its own
     assert again.returncode == 0, again.stderr
     assert f"Resuming sweep {parents[0].info.run_id}: {len(kids)} of {TOTAL} runs stored from the current code; {TOTAL - len(kids)} run" in again.stdout
     parents2, kids2 = members(uri)
@@ -98,10 +98,10 @@ def test_interrupted_sweep_resumes_to_the_uninterrupted_result(tmp_path, referen
     assert curves(uri) == reference  # the same members, no duplicates, the same curves
 
     if how == "kill -9" and not launcher:  # a finished sweep run again does nothing, in one line
-        done = run_cli([f"tracking.uri={uri}", *SWEEP], cwd=tmp_path)
+        done = cli_here([f"tracking.uri={uri}", *SWEEP], cwd=tmp_path)
         assert done.returncode == 0 and f"Sweep already complete: all {TOTAL} runs are stored" in done.stdout
         assert len(members(uri)[1]) == TOTAL
-        fresh = run_cli([f"tracking.uri={uri}", "tracking.resume=false", *SWEEP], cwd=tmp_path)
+        fresh = cli_here([f"tracking.uri={uri}", "tracking.resume=false", *SWEEP], cwd=tmp_path)
         assert fresh.returncode == 0 and len(members(uri)[0]) == 2 and len(members(uri)[1]) == 2 * TOTAL
 
 
@@ -121,7 +121,7 @@ def test_interrupt_while_starting_stores_nothing(tmp_path, sig, after):
 
 
 def test_hydra_overrides_pass_the_preflight(tmp_path, store):
-    p = run_cli([f"tracking.uri={store}", "hydra/launcher=basic", f"hydra.sweep.dir={tmp_path / 'sweeps'}", "steps=20", "-m", "lr=0.01,0.1"], cwd=tmp_path)
+    p = cli_here([f"tracking.uri={store}", "hydra/launcher=basic", f"hydra.sweep.dir={tmp_path / 'sweeps'}", "steps=20", "-m", "lr=0.01,0.1"], cwd=tmp_path)
     assert p.returncode == 0, p.stderr
     assert (tmp_path / "sweeps").is_dir()
     typo = run_cli([f"tracking.uri={store}", "stepz=20"], cwd=tmp_path)

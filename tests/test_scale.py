@@ -4,6 +4,7 @@ one torch thread."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from harness import job, plan
@@ -27,8 +28,18 @@ def test_a_batch_too_big_for_memory_runs_in_parts_with_the_same_results(tmp_path
     assert len(parts) == 6 and _final(parts) == _final(whole)
 
 
-def test_small_batches_without_data_run_on_one_thread_and_give_the_threads_back():
+@pytest.fixture
+def threads():
+    """At least two torch threads (tests/conftest.py gives each pytest-xdist worker one), restored after."""
+    was = torch.get_num_threads()
+    torch.set_num_threads(max(2, was))
+    yield
+    torch.set_num_threads(was)
+
+
+def test_small_batches_without_data_run_on_one_thread_and_give_the_threads_back(threads):
     before = torch.get_num_threads()
+    assert before >= 2
     with job.threads_for(torch.zeros(2000, 2), data=False):
         assert torch.get_num_threads() == 1
     assert torch.get_num_threads() == before

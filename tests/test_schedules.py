@@ -9,7 +9,7 @@ import torch
 
 from harness.job import run_batch
 from harness.plan import plan
-from tests.conftest import make_cfg, members, run_cli
+from tests.conftest import cli_here, make_cfg, members
 
 STEPS = 40
 SCHEDULES = {
@@ -81,16 +81,16 @@ def test_the_schedule_changes_the_run_and_constant_changes_nothing():
 
 
 def test_a_schedule_is_a_configuration_in_the_sweep_summary_and_report(tmp_path, store):
-    p = run_cli(["problem=quadratic", "optimizer=gd", "steps=200", f"tracking.uri={store}", "-m", "schedule=constant,cosine,step",
+    p = cli_here(["problem=quadratic", "optimizer=gd", "steps=200", f"tracking.uri={store}", "-m", "schedule=constant,cosine,step",
                  "schedule.step_size=50", "lr=0.001,0.01", "seed=0,1"], cwd=tmp_path)
     assert p.returncode != 0 and "schedule.step_size" in p.stderr  # step_size is not a key of every schedule: one line
-    p = run_cli(["problem=quadratic", "optimizer=gd", "steps=200", f"tracking.uri={store}", "-m", "schedule=constant,cosine",
+    p = cli_here(["problem=quadratic", "optimizer=gd", "steps=200", f"tracking.uri={store}", "-m", "schedule=constant,cosine",
                  "lr=0.001,0.01", "seed=0,1"], cwd=tmp_path)
     assert p.returncode == 0, p.stderr
     assert "gd (schedule=constant)" in p.stdout and "gd (schedule=cosine)" in p.stdout
-    r = __import__("subprocess").run([__import__("sys").executable, "-m", "harness.report", "--uri", store, "--out", str(tmp_path / "r")],
-                                     cwd=tmp_path, capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr
+    from harness.report.__main__ import main as report_main
+
+    assert report_main(["--uri", store, "--out", str(tmp_path / "r")]) == 0
     md = next((tmp_path / "r").rglob("report.md")).read_text()
     assert "schedule cosine (eta_min=0)" in md and "gd (schedule=cosine)" in md
     from mlflow import MlflowClient
@@ -121,6 +121,6 @@ def test_bad_schedule_settings_are_refused_in_one_line(args, expected):
 @pytest.mark.parametrize("args, expected", [(["schedule=linear"], "error: schedule=linear is not allowed; allowed: constant, cosine, step, warmup_cosine"),
                                             (["schedule=step", "schedule.gamma=2"], "error: schedule.gamma=2 is not allowed; allowed: a number in (0, 1]")])
 def test_bad_schedules_from_the_command_line_exit_2_and_store_nothing(tmp_path, args, expected):
-    p = run_cli(["steps=50", f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}", *args], cwd=tmp_path)
+    p = cli_here(["steps=50", f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}", *args], cwd=tmp_path)
     assert p.returncode == 2 and p.stderr.strip() == expected and "Traceback" not in p.stderr, p.stderr
     assert not (tmp_path / "mlflow.db").exists()

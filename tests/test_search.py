@@ -14,7 +14,7 @@ from scipy.stats import qmc
 
 from harness.search import Interval, sample
 from optimizers.base import ConfigError
-from tests.conftest import run_cli, sweep_runs
+from tests.conftest import cli_here, sweep_runs
 
 ARGS = [
     "problem=quadratic",
@@ -53,7 +53,7 @@ def close(a: list[tuple[float, float]], b: list[tuple[float, float]]) -> bool:
 
 
 def test_sampled_sweep_stores_scipys_points_crossed_with_the_grid_and_resumes(tmp_path, store):
-    p = run_cli([f"tracking.uri={store}", *ARGS], cwd=tmp_path)
+    p = cli_here([f"tracking.uri={store}", *ARGS], cwd=tmp_path)
     assert p.returncode == 0, p.stderr[-2000:]
     runs = stored(store)
     assert set(runs) == {
@@ -69,7 +69,7 @@ def test_sampled_sweep_stores_scipys_points_crossed_with_the_grid_and_resumes(tm
     )
     assert "Sweep: 16 runs in 2 batched job(s)" in p.stdout + p.stderr  # sampled members batch like grid points
 
-    again = run_cli(
+    again = cli_here(
         [f"tracking.uri={store}", *ARGS], cwd=tmp_path
     )  # the same command draws the same points: nothing to rerun
     assert again.returncode == 0 and "Sweep already complete: all 16 runs" in again.stdout, (
@@ -80,12 +80,12 @@ def test_sampled_sweep_stores_scipys_points_crossed_with_the_grid_and_resumes(tm
 
     for r in kids[:3]:  # as if the sweep had stopped before these: the same command runs exactly them
         MlflowClient(store).delete_run(r.info.run_id)
-    resumed = run_cli([f"tracking.uri={store}", *ARGS], cwd=tmp_path)
+    resumed = cli_here([f"tracking.uri={store}", *ARGS], cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert "13 of 16 runs stored from the current code; 3 runs not stored yet" in resumed.stdout + resumed.stderr
     assert stored(store) == runs and len(sweep_runs(store)[0]) == 1
 
-    other = run_cli(
+    other = cli_here(
         [f"tracking.uri={store}", *[a.replace("search.seed=3", "search.seed=4") for a in ARGS]], cwd=tmp_path
     )
     assert other.returncode == 0, other.stderr[-2000:]

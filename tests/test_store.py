@@ -10,7 +10,7 @@ from mlflow import MlflowClient
 from mlflow.version import VERSION
 
 from harness.store import ui_steps
-from tests.conftest import parquet_curves, run_cli
+from tests.conftest import cli_here, parquet_curves
 
 SWEEP = ["optimizer=adam", "problem=rosenbrock", "steps=50", "-m", "lr=0.001,0.01"]
 
@@ -19,7 +19,7 @@ def test_a_new_store_is_a_copy_of_the_cached_empty_store(tmp_path):
     cache = tmp_path / "cache"
     env = {"XDG_CACHE_HOME": str(cache)}
     (tmp_path / "a").mkdir()
-    p = run_cli(["tracking.uri=sqlite:///mlflow.db", *SWEEP], cwd=tmp_path / "a", env=env)
+    p = cli_here(["tracking.uri=sqlite:///mlflow.db", *SWEEP], cwd=tmp_path / "a", env=env)
     assert p.returncode == 0, p.stderr
     template = cache / "optbench-harness" / f"mlflow-{VERSION}.db"
     assert template.is_file()
@@ -27,7 +27,7 @@ def test_a_new_store_is_a_copy_of_the_cached_empty_store(tmp_path):
         db.execute("CREATE TABLE harness_marker (x INTEGER)")
     db.close()
     (tmp_path / "b").mkdir()
-    p = run_cli(["tracking.uri=sqlite:///mlflow.db", *SWEEP], cwd=tmp_path / "b", env=env)
+    p = cli_here(["tracking.uri=sqlite:///mlflow.db", *SWEEP], cwd=tmp_path / "b", env=env)
     assert p.returncode == 0, p.stderr
     with sqlite3.connect(tmp_path / "b" / "mlflow.db") as db:
         assert db.execute("SELECT name FROM sqlite_master WHERE name = 'harness_marker'").fetchall() == [("harness_marker",)]
@@ -40,7 +40,7 @@ def test_a_new_store_is_a_copy_of_the_cached_empty_store(tmp_path):
 
 
 def test_without_a_usable_cache_mlflow_creates_the_store(tmp_path):
-    p = run_cli(["tracking.uri=sqlite:///mlflow.db", *SWEEP], cwd=tmp_path, env={"XDG_CACHE_HOME": "/proc/no-cache-here"})
+    p = cli_here(["tracking.uri=sqlite:///mlflow.db", *SWEEP], cwd=tmp_path, env={"XDG_CACHE_HOME": "/proc/no-cache-here"})
     assert p.returncode == 0, p.stderr
     c = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
     assert len(c.search_runs([c.get_experiment_by_name("harness").experiment_id])) == 3
@@ -119,7 +119,7 @@ def test_a_store_at_another_schema_is_written_through_mlflow_with_the_same_conte
 
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
-    p = run_cli(["tracking.uri=sqlite:///mlflow.db", *SWEEP_LONG], cwd=tmp_path / "a")
+    p = cli_here(["tracking.uri=sqlite:///mlflow.db", *SWEEP_LONG], cwd=tmp_path / "a")
     assert p.returncode == 0, p.stderr
     monkeypatch.setattr(tables, "SCHEMA_REVISION", "not-this-one")  # the fallback, in-process
     from omegaconf import OmegaConf
@@ -153,7 +153,7 @@ def test_the_report_reads_every_step_from_the_batch_file(tmp_path):
     """(Runs stored in the older formats: tests/test_curves_parquet.py.)"""
     from harness.store import read_curves, read_runs
 
-    p = run_cli(["tracking.uri=sqlite:///mlflow.db", *SWEEP_LONG], cwd=tmp_path)
+    p = cli_here(["tracking.uri=sqlite:///mlflow.db", *SWEEP_LONG], cwd=tmp_path)
     assert p.returncode == 0, p.stderr
     rs = read_runs(f"sqlite:///{tmp_path / 'mlflow.db'}", "harness")
     ids = rs.runs["run_id"].tolist()

@@ -8,7 +8,7 @@ import urllib.request
 
 import pytest
 
-from tests.conftest import run_cli
+from tests.conftest import cli_here
 from tests.servers import mlflow_server
 
 
@@ -38,13 +38,13 @@ def children(base: str) -> list[dict]:
 def test_server_finds_sweeps_logged_through_it_and_bulk_written_to_sqlite(server, tmp_path):
     base, db = server
     # 1. straight into the sqlite file the server reads (bulk path), as `mlflow ui` users do
-    p = run_cli(
+    p = cli_here(
         ["optimizer=gd", "problem=himmelblau", "steps=100", f"tracking.uri=sqlite:///{db}", "-m", "lr=0.001,0.01"],
         cwd=tmp_path,
     )
     assert p.returncode == 0, p.stderr
     # 2. through the server (REST client path), into the same experiment
-    p = run_cli(
+    p = cli_here(
         ["optimizer=adam", "problem=rosenbrock", "steps=100", f"tracking.uri={base}", "-m", "lr=0.001,0.01,0.1"],
         cwd=tmp_path,
     )

@@ -16,7 +16,7 @@ from optimizers.base import ConfigError
 from problems.base import rng
 from problems.cnn import CNN
 from problems.data import LinearRegression, LogisticRegression, split
-from tests.conftest import make_cfg, members, parquet_curves, run_cli
+from tests.conftest import cli_here, make_cfg, members, parquet_curves
 
 HELD_OUT = {"linear_regression": ["val_loss", "test_loss"],
             "logistic_regression": ["val_loss", "val_accuracy", "test_loss", "test_accuracy"],
@@ -209,7 +209,7 @@ def test_bad_fractions_are_refused_in_one_line(args, expected):
 @pytest.mark.parametrize("name", ["fractions summing to 1", "no validation split for the CNN"])
 def test_bad_fractions_from_the_command_line_exit_2_with_one_line_and_store_nothing(tmp_path, name):
     args, expected = BAD[name]
-    p = run_cli([*args, "steps=5", f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}"], cwd=tmp_path)
+    p = cli_here([*args, "steps=5", f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}"], cwd=tmp_path)
     assert p.returncode == 2 and p.stderr.strip() == expected, p.stderr
     assert not (tmp_path / "mlflow.db").exists()
 
