@@ -182,7 +182,7 @@ def test_gd_on_the_quadratic_reads_its_edge_ratio_from_its_lr(tmp_path, harness_
     sharpness 100 everywhere, thresholds 2/lr, edge ratios 0.5, 0.95 and 1.05; the sharpness is a
     sparse curve in the run's Parquet rows and its metric rows."""
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    res = harness_cli(["problem=quadratic", "optimizer=gd", "instruments=curvature", "instruments.every=10", "steps=50",
+    res = harness_cli(["problem=quadratic", "optimizer=gd", "instruments=curvature", "instruments.every=10", "instruments.tol=1e-9", "steps=50",
                        f"tracking.uri={uri}", "-m", "lr=0.01,0.019,0.021"])
     assert res.returncode == 0, res.stderr
     _, runs = sweep_runs(uri)

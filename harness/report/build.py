@@ -229,7 +229,7 @@ HOW_TO_READ = """\
 HOW_TO_READ_STABILITY = """\
 - **Stability** (instruments on): a run's *edge ratio* is the median, over the last third of its
   measurements, of its sharpness λmax(H) (the preconditioned λmax(P⁻¹H) for Adam, AdamW, RMSprop and
-  AdaGrad) divided by the threshold of its optimizer and lr (`stability_threshold`: 2/lr for GD; see the
+  AdaGrad) divided by the stability threshold of its optimizer and lr (2/lr for GD; see the
   README). Cohen et al. (2021): at the edge of stability sharpness rises to the threshold and hovers there.
   Each lr is classed over every seed it ran (no lr is chosen here): **diverged** when more than half of
   its runs diverged; **at the edge** when the median edge ratio of its runs that did not diverge is
