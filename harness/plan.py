@@ -11,8 +11,10 @@ import copy
 import functools
 import importlib
 import inspect
+import itertools
 import json
 import math
+import operator
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -112,9 +114,10 @@ def config_hashes(members: list[Cfg]) -> list[str]:
     opts = [c.get("optimizer") for c in members]
     nested = all(type(o) is dict for o in opts)  # each member's optimizer section is its own dict
     # the optimizer's numbers that are not one shared object in every member
-    sub = [k for k, v in fopt.items() if (is_number(v) or isinstance(v, list)) and not all(o.get(k) is v for o in opts)] if nested else []
-    fixed = [(k, v) for k, v in first.items() if k not in NOT_IDENTITY and k not in top and not (k == "optimizer" and nested)]
-    fixed_sub = [(k, v) for k, v in fopt.items() if k not in sub] if nested else []
+    sub = [k for k, v in fopt.items() if (is_number(v) or isinstance(v, list)) and not all(map(operator.is_, [o.get(k) for o in opts], itertools.repeat(v)))] if nested else []
+    fixed = [k for k in first if k not in NOT_IDENTITY and k not in top and not (k == "optimizer" and nested)]
+    fixed_sub = [k for k in fopt if k not in sub] if nested else []
+    fvalues, fvalues_sub = [first[k] for k in fixed], [fopt[k] for k in fixed_sub] if nested else []
     slots = {**{("top", k): _SLOT.format(i) for i, k in enumerate(top)}, **{("sub", k): _SLOT.format(len(top) + i) for i, k in enumerate(sub)}}
     body = {k: v for k, v in first.items() if k not in NOT_IDENTITY and not (k == "instruments" and not measured(first))}
     for k in top:
@@ -136,8 +139,8 @@ def config_hashes(members: list[Cfg]) -> list[str]:
     fkeys = fopt.keys() if nested else None
     out = []
     for c, opt in zip(members, opts):
-        if not (c.keys() == keys and all(c[k] is v for k, v in fixed)
-                and (not nested or (opt.keys() == fkeys and all(opt[k] is v for k, v in fixed_sub)))):
+        if not (c.keys() == keys and all(map(operator.is_, map(c.__getitem__, fixed), fvalues))
+                and (not nested or (opt.keys() == fkeys and all(map(operator.is_, map(opt.__getitem__, fixed_sub), fvalues_sub))))):
             out.append(config_hash(c))
             continue
         parts = [last]
