@@ -47,3 +47,40 @@ def test_small_batches_without_data_run_on_one_thread_and_give_the_threads_back(
         assert torch.get_num_threads() == before
     with job.threads_for(torch.zeros(job.ONE_THREAD_BELOW), data=False):
         assert torch.get_num_threads() == before
+
+
+EDGES = [["lr=1e-05", "seed=0"], ["lr=1", "seed=7"], ["lr=0.5", "seed=123456789"], ["lr=1.83e-05", "seed=3", "optimizer.eps=1e-08"],
+         ["lr=0.001", "seed=1", "optimizer.weight_decay=-0.25"], ["lr=3", "seed=2", "optimizer.betas=[0.8,0.99]"],
+         ["lr=0.1", "seed=4", "optimizer.weight_decay=2"], ["lr=1e+300", "seed=5", "optimizer.eps=-1e-300"],
+         ["lr=0.30000000000000004", "seed=6", "optimizer.betas=[0.5,1]"], ["seed=8"], ["lr=2.5e-7", "seed=9", "optimizer.amsgrad=true"]]
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "momentum"])
+def test_config_hashes_of_a_batch_are_the_reference_hashes_byte_for_byte(optimizer):
+    """plan.config_hashes (a JSON template per batch) gives plan.config_hash of every member, for members
+    that share the base config's sections and for members that do not (which take the reference path)."""
+    cfg = make_cfg("problem=rosenbrock", f"optimizer={optimizer}", "steps=20")
+    ms = [c for c, _ in plan.member_configs(cfg, EDGES if optimizer == "adam" else [o for o in EDGES if "optimizer." not in " ".join(o)])]
+    ms += [c for c, _ in plan.member_configs(cfg, [[f"lr={lr}", f"seed={s}"] for lr in (1e-5, 0.0316, 1) for s in range(50)])]
+    reference = [plan.config_hash(c) for c in ms]
+    calls = []
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(plan, "config_hash", lambda c, f=plan.config_hash: calls.append(1) or f(c))
+        assert plan.config_hashes(ms) == reference
+    assert len(calls) < 5, "the template path was not taken"  # the check of the first member, and the odd ones (amsgrad=true)
+    assert plan.config_hashes(ms[::-1]) == reference[::-1]  # another first member, another template
+    copied = [__import__("copy").deepcopy(c) for c in ms[:5]]  # equal but not shared sections: the reference path
+    copied[2]["stop"]["x_tol"] = 1e-9  # and a member that differs where no other does
+    copied[3]["instruments"] = {"name": "curvature", "every": 10}
+    assert plan.config_hashes(ms[:3] + copied) == [plan.config_hash(c) for c in ms[:3] + copied]
+    assert plan.config_hashes(ms[:1]) == reference[:1] and plan.config_hashes([]) == []
+
+
+def test_a_sweeps_batches_tag_the_reference_hashes():
+    """What the sweeper validates (plan.batches) carries plan.config_hash of each member."""
+    cfg = make_cfg("problem=rosenbrock", "optimizer=rmsprop", "steps=20")
+    grid = [[f"lr={lr}", f"seed={s}"] for lr in ("1e-05", "0.000183", "1") for s in range(40)] + EDGES[:3]
+    built = list(plan.batches(cfg, grid))
+    got = [h for b, _ in built for h in b.hashes]
+    want = [plan.config_hash(c) for b, _ in built for c in b.members]
+    assert got == want and len(got) == len(grid)
