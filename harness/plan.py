@@ -382,8 +382,12 @@ def build_batch(members: list[Cfg]) -> Batch:
         raise ConfigError(f"optimizer._target_={first['optimizer']['_target_']!r} is not allowed; allowed: an optimizer factory or a torch.optim.Optimizer class")
     per_member: dict[str, Any] = {}
     for k, v in _kwargs(first["optimizer"]).items():
-        values = [effective_lr(c) if k == "lr" else c["optimizer"][k] for c in members]
-        per_member[k] = values if all(is_number(x) or isinstance(x, list) for x in values) else v
+        if k == "lr":
+            per_member[k] = None  # set below, in this place
+            continue
+        values = [c["optimizer"][k] for c in members]
+        numeric = set(map(type, values)) <= {int, float, list} or all(is_number(x) or isinstance(x, list) for x in values)
+        per_member[k] = values if numeric else v
     per_member["lr"] = [float(effective_lr(c)) for c in members]
     _check_signature("optimizer", target, per_member)
     with torch.device(device):
