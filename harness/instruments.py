@@ -119,9 +119,9 @@ def hessian_vector_products(loss: Callable[[Tensor], Tensor], x: Tensor) -> Call
     return hvp
 
 
-def lanczos_top(hvp: Callable[[Tensor], Tensor], v0: Tensor, iters: int, tol: float) -> tuple[Tensor, Tensor, int]:
+def lanczos_top(hvp: Callable[[Tensor], Tensor], v0: Tensor, iters: int, tol: float) -> tuple[Tensor, Tensor]:
     """The largest eigenvalue ``[B]`` of each member's symmetric operator ``hvp``, its Ritz vector
-    ``[B, d]`` and the products used: Lanczos with full reorthogonalisation from ``v0``. A member whose
+    ``[B, d]``: Lanczos with full reorthogonalisation from ``v0``. A member whose
     products are not finite (a diverged point) gets NaN."""
     B, d = v0.shape
     m = min(iters, d)
@@ -153,7 +153,7 @@ def lanczos_top(hvp: Callable[[Tensor], Tensor], v0: Tensor, iters: int, tol: fl
             break
         beta[:, j] = b.to(torch.float64)
         q = torch.where((b > tiny)[:, None], w / b.clamp_min(tiny)[:, None], 0.0)
-    return torch.where(bad, math.nan, theta), vec, j + 1
+    return torch.where(bad, math.nan, theta), vec
 
 
 def dense_top(hvp: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
@@ -183,7 +183,7 @@ class Probe:
         else:
             self.loss = lambda z: problem.loss_on(z, self.rows.expand(z.shape[0], -1))
         self.vectors: dict[str, Tensor] = {}  # warm starts: each measure's last Ritz vectors
-        self.products = 0  # Hessian-vector products so far (what the curvature costs)
+        self.random: Tensor | None = None  # each member's first start (and after a NaN)
 
     def _applies(self, m: str) -> bool:
         if m == "preconditioned_sharpness":
@@ -194,11 +194,11 @@ class Probe:
 
     def _start(self, key: str, x: Tensor) -> Tensor:
         """The member's previous Ritz vector, or (first, or after a NaN) a fixed random direction from its seed."""
-        if "random" not in self.vectors:
+        if self.random is None:
             gens = [np.random.default_rng([int(s), 7]) for s in self.problem.seeds]
             r = torch.tensor(np.stack([g.standard_normal(x.shape[1]) for g in gens]), dtype=x.dtype, device=x.device)
-            self.vectors["random"] = r / torch.linalg.vector_norm(r, dim=1, keepdim=True)
-        r, prev = self.vectors["random"], self.vectors.get(key)
+            self.random = r / torch.linalg.vector_norm(r, dim=1, keepdim=True)
+        r, prev = self.random, self.vectors.get(key)
         if prev is None:
             return r
         ok = torch.isfinite(prev).all(1) & (torch.linalg.vector_norm(prev, dim=1) > 0)
@@ -206,10 +206,9 @@ class Probe:
 
     def _top(self, key: str, x: Tensor, hvp: Callable[[Tensor], Tensor]) -> Tensor:
         if x.shape[1] <= SMALL:
-            self.products += x.shape[1]
             return dense_top(hvp, x)
-        theta, vec, used = lanczos_top(hvp, self._start(key, x), self.s.iters, self.s.tol)
-        self.vectors[key], self.products = vec.detach(), self.products + used
+        theta, vec = lanczos_top(hvp, self._start(key, x), self.s.iters, self.s.tol)
+        self.vectors[key] = vec.detach()
         return theta
 
     def __call__(self, x: Tensor) -> dict[str, Tensor]:

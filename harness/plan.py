@@ -80,8 +80,12 @@ def config_hash(c: Cfg) -> str:
     say which file changed."""
     import hashlib
 
-    body = {k: v for k, v in c.items() if k not in NOT_IDENTITY and not (k == "instruments" and not measured(c))}
-    return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()[:20]
+    return hashlib.sha256(json.dumps(_identity(c), sort_keys=True, default=str).encode()).hexdigest()[:20]
+
+
+def _identity(c: Cfg) -> Cfg:
+    """What of a member's config is its identity: all but where it is tracked, and instruments when off."""
+    return {k: v for k, v in c.items() if k not in NOT_IDENTITY and not (k == "instruments" and not measured(c))}
 
 
 _SLOT = "\x00harness-slot-{}\x00"  # stands for a member's own value in a batch's JSON template
@@ -119,7 +123,7 @@ def config_hashes(members: list[Cfg]) -> list[str]:
     fixed_sub = [k for k in fopt if k not in sub] if nested else []
     fvalues, fvalues_sub = [first[k] for k in fixed], [fopt[k] for k in fixed_sub] if nested else []
     slots = {**{("top", k): _SLOT.format(i) for i, k in enumerate(top)}, **{("sub", k): _SLOT.format(len(top) + i) for i, k in enumerate(sub)}}
-    body = {k: v for k, v in first.items() if k not in NOT_IDENTITY and not (k == "instruments" and not measured(first))}
+    body = _identity(first)
     for k in top:
         body[k] = slots["top", k]
     if nested and "optimizer" in body:
@@ -279,7 +283,6 @@ def validate_common(c: Cfg) -> None:
     _require("seed", seed, isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0, "an integer >= 0")
     _require("dtype", c.get("dtype"), c.get("dtype") is None or c.get("dtype") in DTYPES, " | ".join(DTYPES) + " | null")
     resolve_device(c.get("device", "cpu"))
-    instruments.settings(c.get("instruments"))
     stop = c["stop"]
     for k in ("grad_tol", "x_tol", "target_loss"):
         v = stop.get(k)
@@ -328,6 +331,7 @@ def build_batch(members: list[Cfg]) -> Batch:
     hashes = config_hashes(members)
     first = members[0]
     validate_common(first)
+    measures = instruments.settings(first.get("instruments"))
     for c in members[1:]:  # members of a batch differ only in lr, seed and optimizer numbers
         lr, seed = effective_lr(c), c["seed"]
         if not (type(lr) in (int, float) and math.isfinite(lr) and lr > 0):
@@ -349,7 +353,6 @@ def build_batch(members: list[Cfg]) -> Batch:
     device = resolve_device(first.get("device", "cpu"))
     with torch.device(device):
         problem = problem_cls(**pk, seeds=seeds, dtype=dtype)
-    measures = instruments.settings(first.get("instruments"))
     if measures is not None:
         instruments.check_problem(measures, problem)
     target = import_target("optimizer._target_", first["optimizer"]["_target_"])
