@@ -31,16 +31,16 @@ log = logging.getLogger("harness")
 @hydra.main(version_base="1.3", config_path=str(Path(__file__).resolve().parent.parent / "conf"), config_name="config")
 def main(cfg: DictConfig) -> list[dict] | dict:
     """A single run's result rows; for a sweep's job, the tally its sweep counts (not a row per member)."""
-    from harness.job import run_job, tally
+    from harness.job import job_rows, run_job, tally
 
     _end_with_the_sweep()
     try:
+        if cfg.tracking.get("parent_run_id") is not None:
+            return tally(job_rows(cfg))
         out = run_job(cfg)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
-    if cfg.tracking.get("parent_run_id") is not None:
-        return tally(out)
     if cfg.get("members") is None:
         for r in out:
             sub = r.get("final_suboptimality", r["final_loss"])

@@ -265,14 +265,24 @@ def record(r: MemberResult, f_star: float | None, with_config: bool = True) -> R
     return RunRecord(r.name, params, r.tags, summary, curves, r.started_at, r.elapsed, artifacts, r.sparse or {}, r.trajectory, r.grad_evals)
 
 
-def tally(rows: list[dict]) -> dict[str, int]:
-    """What a sweep counts of a job's runs (its progress line)."""
-    return {"runs": len(rows), "diverged": sum(int(r.get("diverged", 0)) for r in rows)}
+def tally(rows) -> dict[str, int]:
+    """What a sweep counts of a job's runs (its progress line), from its rows (any iterable)."""
+    out = {"runs": 0, "diverged": 0}
+    for r in rows:
+        out["runs"] += 1
+        out["diverged"] += int(r.get("diverged", 0))
+    return out
 
 
 def run_job(cfg: DictConfig) -> list[dict]:
-    """Run one job (a single run, or one group of sweep members). Everything is validated
-    before any MLflow run exists; a run is created only once its member has finished."""
+    """Run one job (a single run, or one group of sweep members); its result rows, one per member.
+    Everything is validated before any MLflow run exists; a run is created only once its member has
+    finished. A sweep's job counts its rows instead (``tally(job_rows(cfg))``): memory stays flat."""
+    return list(job_rows(cfg))
+
+
+def job_rows(cfg: DictConfig):
+    """The result rows of a job's members, as they are stored."""
     parent = cfg.tracking.get("parent_run_id")
     parts = batches(cfg)  # built one at a time as the loop reaches them: a sweep validated its members already
     if parent is None:  # a single run (or members given by hand): all validated before the store is touched
@@ -281,29 +291,26 @@ def run_job(cfg: DictConfig) -> list[dict]:
     if parent is None:  # a sweep's launcher checked the store already
         check_reachable(uri)
     tracker = Tracker(uri, experiment_name(cfg.tracking.experiment))
-    out = []
     swept = list(cfg.tracking.get("swept") or [])
-    for batch, _ in parts:  # one batch (or part of one) in memory at a time
-        members = results(batch, run_batch(batch), swept)
-        if parent is None:  # a single run carries its own provenance (a sweep's parent run has it otherwise)
-            from harness.provenance import tags as provenance
+    try:
+        for batch, _ in parts:  # one batch (or part of one) in memory at a time
+            members = results(batch, run_batch(batch), swept)
+            if parent is None:  # a single run carries its own provenance (a sweep's parent run has it otherwise)
+                from harness.provenance import tags as provenance
 
-            for r in members:
-                r.tags.update(provenance())
-        ids = tracker.log_runs((record(r, batch.problem.f_star, with_config=parent is None) for r in members), parent)
-        for r, run_id in zip(members, ids):
-            r.run_id = run_id
-            out.append(
-                {
-                    "run_id": r.run_id,
-                    "name": r.name,
-                    "problem": r.config["problem"]["name"],
-                    "optimizer": r.config["optimizer"]["name"],
-                    "lr": r.config["lr"],
-                    "seed": r.config["seed"],
-                    "stop_reason": r.reason,
-                    **r.summary,
-                }
-            )
-        del batch, members  # before the next part runs: memory holds one part's curves, not two
-    return out
+                for r in members:
+                    r.tags.update(provenance())
+            ids = tracker.log_runs((record(r, batch.problem.f_star, with_config=parent is None) for r in members), parent)
+            rows = [_row(r, run_id) for r, run_id in zip(members, ids)]
+            del batch, members  # before the next part runs: memory holds one part's curves, not two
+            yield from rows
+    except BaseException:
+        tracker.close(drop=True)  # the chunk being written is stored whole; those waiting are not
+        raise
+    tracker.close()  # every run of the job stored before the job reports them
+
+
+def _row(r: MemberResult, run_id: str) -> dict:
+    r.run_id = run_id
+    return {"run_id": run_id, "name": r.name, "problem": r.config["problem"]["name"], "optimizer": r.config["optimizer"]["name"],
+            "lr": r.config["lr"], "seed": r.config["seed"], "stop_reason": r.reason, **r.summary}

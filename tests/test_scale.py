@@ -84,3 +84,66 @@ def test_a_sweeps_batches_tag_the_reference_hashes():
     got = [h for b, _ in built for h in b.hashes]
     want = [plan.config_hash(c) for b, _ in built for c in b.members]
     assert got == want and len(got) == len(grid)
+
+
+def _sweep_job(tmp_path, n_lrs: int):
+    """A sweep's job config (a parent run, as the sweeper makes it) of ``n_lrs`` lrs x 2 seeds, and the parent's id."""
+    from omegaconf import OmegaConf
+
+    from harness.store import Tracker
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    cfg = make_cfg("problem=rosenbrock", "optimizer=adam", "steps=30", f"tracking.uri={uri}",
+                   members(*[{"lr": 10.0 ** -k, "seed": s} for k in range(n_lrs) for s in range(2)]))
+    t = Tracker(uri, "harness")
+    parent = t.start_parent("sweep", {"harness.sweep": "true"})
+    OmegaConf.update(cfg, "tracking.parent_run_id", parent, force_add=True)
+    return cfg, t, parent
+
+
+def _stored(t, parent) -> dict[str, str]:
+    return t.tables.member_status(t.experiment_id, parent)
+
+
+def test_a_sweeps_chunks_are_written_by_a_thread_and_all_stored_when_the_job_returns(tmp_path, monkeypatch):
+    import threading
+
+    from harness.store import tables as tables_module
+    from harness.store import writer
+
+    monkeypatch.setattr(writer, "CHUNK", 3)  # 10 runs: 4 chunks
+    cfg, t, parent = _sweep_job(tmp_path, 5)
+    threads = []
+    real = tables_module.Tables.insert_runs
+
+    def insert(self, runs, *rest):
+        threads.append(threading.current_thread().name)
+        return real(self, runs, *rest)
+
+    monkeypatch.setattr(tables_module.Tables, "insert_runs", insert)
+    assert job.tally(job.job_rows(cfg)) == {"runs": 10, "diverged": 0}
+    assert threads == ["harness-store-writer"] * 4  # not the job's thread
+    assert list(_stored(t, parent).values()) == ["FINISHED"] * 10  # every run in the store when the job returned
+    assert "harness-store-writer" not in [th.name for th in threading.enumerate()]  # the thread ended with the job
+
+
+def test_a_failure_in_the_writer_thread_fails_the_job_and_leaves_whole_chunks_only(tmp_path, monkeypatch):
+    from harness.store import tables as tables_module
+    from harness.store import writer
+
+    monkeypatch.setattr(writer, "CHUNK", 3)
+    cfg, t, parent = _sweep_job(tmp_path, 5)
+    real, calls = tables_module.Tables.insert_runs, []
+
+    def insert(self, runs, *rest):
+        calls.append(len(runs))
+        if len(calls) == 2:
+            raise OSError("disk full")
+        return real(self, runs, *rest)
+
+    monkeypatch.setattr(tables_module.Tables, "insert_runs", insert)
+    with pytest.raises(OSError, match="disk full"):
+        job.run_job(cfg)
+    assert calls[:2] == [3, 3] and len(calls) <= 3  # the chunk queued behind the failure may not be written
+    status = _stored(t, parent)
+    assert len(status) in (3, 6) and set(status.values()) == {"FINISHED"}  # the first chunk whole, the failed one not at all

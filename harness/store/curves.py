@@ -92,6 +92,17 @@ def _columns(r: RunRecord) -> dict[str, tuple[np.ndarray, np.ndarray | None]]:
     return cols
 
 
+def _names(r: RunRecord) -> set[str]:
+    """The columns :func:`_columns` gives ``r``."""
+    out = {"step", "time", *(k for k in ("loss", "grad_norm", "suboptimality", "epoch") if k in r.curves), *r.sparse}
+    if r.grad_evals is not None:
+        out.add("grad_evals")
+    if r.trajectory is not None:
+        d = int(np.prod(np.shape(r.trajectory)[1:], dtype=np.int64)) if np.ndim(r.trajectory) > 1 else 1
+        out.update(f"x{j}" for j in range(d))
+    return out
+
+
 def _round_but_last(values: np.ndarray, lasts: np.ndarray) -> np.ndarray:
     """A row group's column rounded to a 24-bit significand, except at each run's last step (``lasts``:
     row indices; the sampled columns, time and x, always hold the last step too)."""
@@ -141,29 +152,43 @@ def _order(names: set[str]) -> list[str]:
 
 
 def write_curves(path: Path, records: Sequence[RunRecord], run_ids: Sequence[str]) -> None:
-    """Write the curves of ``records`` (stored as ``run_ids``) to one Parquet file at ``path``, a row
-    group per ~:data:`ROW_GROUP_ROWS` rows of whole runs; the columns are the union of the runs' (nulls
-    where a run has none)."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
+    """Write the curves of ``records`` (stored as ``run_ids``) to one Parquet file at ``path``."""
+    write_batches(path, *curve_batches(records, run_ids))
 
-    cols = [_columns(r) for r in records]
-    names = _order(set().union(*(c.keys() for c in cols)))
+
+def curve_batches(records: Sequence[RunRecord], run_ids: Sequence[str]) -> tuple:
+    """(schema, record batches) of the curves of ``records``: a batch (a row group) per
+    ~:data:`ROW_GROUP_ROWS` rows of whole runs; the columns are the union of the runs' (nulls where a
+    run has none). Encoding them is :func:`write_batches`'s work, which may run in another thread."""
+    import pyarrow as pa
+
+    names = _order(set().union(*(_names(r) for r in records)))
     ints = {"step", "grad_evals"}
     schema = pa.schema([("run_id", pa.dictionary(pa.int32(), pa.string()))] +
                        [(k, pa.int64() if k in ints else pa.float64()) for k in names], metadata=FORMAT)
-    encoding = {k: "DELTA_BINARY_PACKED" if k in ints else "BYTE_STREAM_SPLIT" for k in names}
+    batches, group, rows = [], [], 0
+    for rid, r in zip(run_ids, records):  # each run's columns built as its row group is: memory holds one group's
+        c = _columns(r)
+        group.append((rid, c))
+        rows += len(c["step"][0])
+        if rows >= ROW_GROUP_ROWS:
+            batches.append(_batch(pa, group, names))
+            group, rows = [], 0
+    if group:
+        batches.append(_batch(pa, group, names))
+    return schema, batches
+
+
+def write_batches(path: Path, schema, batches: list) -> None:
+    """Encode :func:`curve_batches` into one Parquet file (zstd; byte-stream-split floats, delta-packed ints)."""
+    import pyarrow.parquet as pq
+
+    ints = {"step", "grad_evals"}
+    encoding = {k: "DELTA_BINARY_PACKED" if k in ints else "BYTE_STREAM_SPLIT" for k in schema.names if k != "run_id"}
     with pq.ParquetWriter(path, schema, compression="zstd", compression_level=3, use_dictionary=["run_id"],
                           column_encoding=encoding, write_page_index=False) as w:
-        group, rows = [], 0
-        for rid, c in zip(run_ids, cols):
-            group.append((rid, c))
-            rows += len(c["step"][0])
-            if rows >= ROW_GROUP_ROWS:
-                w.write_batch(_batch(pa, group, names))
-                group, rows = [], 0
-        if group:
-            w.write_batch(_batch(pa, group, names))
+        for b in batches:
+            w.write_batch(b)
 
 
 def read_curves_file(path: Path, run_ids: set[str] | None = None) -> dict[str, dict[str, np.ndarray]]:

@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -25,22 +26,29 @@ MAX_POINTS = 1000  # time and x at every step up to this many steps ...
 SAMPLE_POINTS = 500  # ... else at this many + 1 evenly spaced steps
 
 
+@functools.lru_cache(maxsize=256)
 def ui_steps(n_points: int) -> np.ndarray:
-    """Steps of the metric rows of a curve with ``n_points`` points (steps 0 .. n_points - 1)."""
+    """Steps of the metric rows of a curve with ``n_points`` points (steps 0 .. n_points - 1); read-only."""
     last = n_points - 1
     if last <= EVERY_STEP_UP_TO:
-        return np.arange(n_points)
+        return _frozen(np.arange(n_points))
     geo = np.geomspace(1, last, UI_POINTS)
     even = np.linspace(0, last, UI_POINTS)
-    return np.unique(np.round(np.concatenate([[0], geo, even, [last]])).astype(np.int64))
+    return _frozen(np.unique(np.round(np.concatenate([[0], geo, even, [last]])).astype(np.int64)))
 
 
+def _frozen(a: np.ndarray) -> np.ndarray:
+    a.flags.writeable = False  # cached: shared by every caller
+    return a
+
+
+@functools.lru_cache(maxsize=256)
 def sample_steps(n_points: int) -> np.ndarray:
     """Steps at which the curves keep the time and the points x: all up to MAX_POINTS, else
     SAMPLE_POINTS + 1 evenly spaced ones, always including step 0 and the last step."""
     if n_points <= MAX_POINTS + 1:
-        return np.arange(n_points)
-    return np.unique(np.round(np.linspace(0, n_points - 1, SAMPLE_POINTS + 1)).astype(np.int64))
+        return _frozen(np.arange(n_points))
+    return _frozen(np.unique(np.round(np.linspace(0, n_points - 1, SAMPLE_POINTS + 1)).astype(np.int64)))
 
 
 @dataclass

@@ -8,6 +8,7 @@ Rows are what MLflow itself writes for the same calls (``tests/test_store.py`` c
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import secrets
@@ -48,6 +49,7 @@ def new_run_id() -> str:
     return f"{ms:012x}{_seq & 0xFFFF:04x}{secrets.token_hex(8)}"
 
 
+@functools.cache
 def user() -> str:
     import getpass
 
@@ -70,8 +72,9 @@ def unclip(v: float) -> float:
 class Tables:
     """MLflow's tables behind one DB-API connection (``mark``: its parameter marker)."""
 
-    def __init__(self, conn, mark: str = "?", sqlite: bool = False):
+    def __init__(self, conn, mark: str = "?", sqlite: bool = False, source=None):
         self.conn, self.mark, self.sqlite = conn, mark, sqlite
+        self._source = source  # the sqlite file or the SQLAlchemy engine: what :meth:`another` connects to
 
     @classmethod
     def open_sqlite(cls, path: Path) -> Tables | None:
@@ -89,14 +92,18 @@ class Tables:
         if rev != [(SCHEMA_REVISION,)]:
             conn.close()
             return None
-        return cls(conn, "?", sqlite=True)
+        return cls(conn, "?", sqlite=True, source=path)
 
     @classmethod
     def of_engine(cls, engine) -> Tables:
         """The tables behind a SQLAlchemy engine (MLflow's, for PostgreSQL and other databases), in the
         driver's own transactions."""
         mark = {"qmark": "?", "numeric": "?", "format": "%s", "pyformat": "%s"}[engine.dialect.paramstyle]
-        return cls(engine.raw_connection(), mark)
+        return cls(engine.raw_connection(), mark, source=engine)
+
+    def another(self) -> Tables:
+        """The same tables behind a connection of their own (a writer thread's)."""
+        return Tables.open_sqlite(self._source) if self.sqlite else Tables.of_engine(self._source)
 
     def close(self) -> None:
         self.conn.close()

@@ -14,7 +14,8 @@ import shutil
 from collections.abc import Iterable
 from pathlib import Path
 
-from harness.store.curves import CURVES_TAG, FOLDER, OWN_FILE, write_curves
+from harness.store.background import Background
+from harness.store.curves import CURVES_TAG, FOLDER, OWN_FILE, curve_batches, write_batches, write_curves
 from harness.store.location import check_artifact_root, creation_lock, local_artifact_dir, seed_new_sqlite, sqlite_file
 from harness.store.records import RunRecord
 from harness.store.runtable import FOLDER as RUN_TABLES
@@ -34,6 +35,8 @@ class Tracker:
         self.uri, self.experiment_name = uri, experiment
         self.client = self.tables = None
         self._holders: dict[str, str] = {}  # parent run id -> its artifact URI
+        self._writer: Background | None = None  # stores a sweep's chunks while the job goes on (bulk path)
+        self._writer_tables: Tables | None = None  # the writer thread's own connection
         with creation_lock(uri):  # one process creates a new store and a new experiment
             path = sqlite_file(uri)
             if path is not None:
@@ -134,7 +137,8 @@ class Tracker:
         """Write finished runs, nested under ``parent_run_id`` when given; returns their ids. They are
         taken ``CHUNK`` at a time (``records`` may be a generator, so memory stays flat however big the
         batch): each chunk's curves go into one Parquet file among the parent's artifacts, then its runs
-        are stored (by a SQL store in one transaction), each tagged with that file."""
+        are stored (by a SQL store in one transaction), each tagged with that file. A sweep's chunks in
+        a SQL store are written by a thread while the job goes on: :meth:`close` waits for them."""
         ids, chunk = [], []
         for r in records:
             chunk.append(r)
@@ -143,8 +147,29 @@ class Tracker:
                 chunk = []
         return ids + (self._chunk(chunk, parent_run_id) if chunk else [])
 
+    def close(self, drop: bool = False) -> None:
+        """Wait until every chunk handed to the writer thread is stored (``drop``: only the one being
+        written, as after an interrupt) and close its connection; raises what failed there."""
+        if self._writer is not None:
+            try:
+                self._writer.close(drop)
+            finally:
+                self._writer = None
+                if self._writer_tables is not None:
+                    self._writer_tables.close()
+                    self._writer_tables = None
+
     def _chunk(self, records: list[RunRecord], parent: str | None) -> list[str]:
-        return self._bulk(records, parent) if self.tables is not None else self._through_client(records, parent)
+        if self.tables is None:
+            return self._through_client(records, parent)
+        ids, store = self._bulk(records, parent)
+        if parent:
+            if self._writer is None:
+                self._writer, self._writer_tables = Background(), self.tables.another()
+            self._writer.submit(lambda: store(self._writer_tables))
+        else:
+            store(self.tables)
+        return ids
 
     def _tags(self, r: RunRecord, parent: str | None) -> dict[str, str]:
         tags = {"mlflow.runName": r.name, "mlflow.user": user(), "mlflow.source.name": "harness", **r.tags}
@@ -167,24 +192,40 @@ class Tracker:
                                      else self.client.get_run(parent).info.artifact_uri)
         return self._holders[parent]
 
-    def _curves(self, records: list[RunRecord], run_ids: list[str], parent: str | None, artifact_uris: list[str]) -> list[str]:
-        """Write the curves of ``records``: one file among the parent's artifacts, or each run's own file
-        without a parent; returns each run's :data:`CURVES_TAG` (the file's artifact URI)."""
+    def _curves_file(self, parent: str) -> tuple[str, str]:
+        """(artifact URI, file name) of a new curves file among ``parent``'s artifacts."""
+        name = f"{new_run_id()}.parquet"  # unique across the parallel jobs of a sweep
+        uri = self._parent_artifacts(parent)
+        return f"{uri.rstrip('/')}/{FOLDER}/{name}", name
+
+    def _own_curves(self, records: list[RunRecord], run_ids: list[str], artifact_uris: list[str]) -> list[str]:
+        """Each run's own curves file (runs without a parent); returns their :data:`CURVES_TAG`."""
         import tempfile
 
+        out = []
         with tempfile.TemporaryDirectory() as tmp:
-            if parent:
-                name = f"{new_run_id()}.parquet"  # unique across the parallel jobs of a sweep
-                write_curves(Path(tmp) / name, records, run_ids)
-                uri = self._parent_artifacts(parent)
-                self._put(parent, uri, Path(tmp) / name, FOLDER)
-                return [f"{uri.rstrip('/')}/{FOLDER}/{name}"] * len(records)
-            out = []
             for r, run_id, uri in zip(records, run_ids, artifact_uris):
                 write_curves(Path(tmp) / OWN_FILE, [r], [run_id])
                 self._put(run_id, uri, Path(tmp) / OWN_FILE, "")
                 out.append(f"{uri.rstrip('/')}/{OWN_FILE}")
-            return out
+        return out
+
+    def _write(self, run_id: str, artifact_uri: str, folder: str, name: str, write) -> None:
+        """``write(path)`` a file, then store it among a run's artifacts under ``folder`` as ``name``:
+        in a local artifact store written in place under a temporary name and renamed, whole."""
+        local = local_artifact_dir(artifact_uri)
+        if local is not None:
+            dest = local / folder
+            dest.mkdir(parents=True, exist_ok=True)
+            part = dest / f".{name}.part"
+            write(part)
+            os.replace(part, dest / name)
+            return
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            write(Path(tmp) / name)
+            self._put(run_id, artifact_uri, Path(tmp) / name, folder)
 
     def _put(self, run_id: str, artifact_uri: str, file: Path, folder: str) -> None:
         """Store ``file`` among a run's artifacts, under ``folder`` ('' for the root)."""
@@ -213,7 +254,12 @@ class Tracker:
             for r in records:
                 runs.append(self.client.create_run(self.experiment_id, run_name=r.name, tags=self._tags(r, parent), start_time=int(r.started_at * 1000)))
             ids = [run.info.run_id for run in runs]
-            tags = self._curves(records, ids, parent, [run.info.artifact_uri for run in runs])
+            if parent:
+                tag, name = self._curves_file(parent)
+                self._write(parent, self._parent_artifacts(parent), FOLDER, name, lambda p: write_curves(p, records, ids))
+                tags = [tag] * len(records)
+            else:
+                tags = self._own_curves(records, ids, [run.info.artifact_uri for run in runs])
             for r, run, tag in zip(records, runs, tags):
                 run_id = run.info.run_id
                 metrics = [Metric(k, v, t, s) for k, v, t, s in r.metric_points()]
@@ -250,17 +296,24 @@ class Tracker:
             else:
                 get_artifact_repository(artifact_uri).log_artifacts(tmp)
 
-    def _bulk(self, records: list[RunRecord], parent: str | None) -> list[str]:
-        """Finished runs in one transaction, their files first (a run never lacks them)."""
+    def _bulk(self, records: list[RunRecord], parent: str | None):
+        """(run ids, ``store(tables)``): the chunk's rows built here, and what stores them: its files
+        first (a run never lacks them), then its runs in one transaction."""
         runs, tags, params, metrics, latest, table = [], [], [], [], [], []
         ids = [new_run_id() for _ in records]
         uris = [f"{self.artifact_location.rstrip('/')}/{run_id}/artifacts" for run_id in ids]
-        curves = self._curves(records, ids, parent, uris)
+        if parent:
+            curve_uri, name = self._curves_file(parent)
+            holder = self._parent_artifacts(parent)
+            curves = [curve_uri] * len(records)
+        else:
+            curves = self._own_curves(records, ids, uris)
+        who, exp = user(), int(self.experiment_id)
         for r, run_id, artifact_uri, curve_file in zip(records, ids, uris, curves):
             if r.artifacts:
                 self._artifacts(run_id, artifact_uri, r.artifacts)
             start = int(r.started_at * 1000)
-            runs.append((run_id, r.name, "UNKNOWN", "", "", user(), "FINISHED", start, r.end_ms, None, "", "active", artifact_uri, int(self.experiment_id)))
+            runs.append((run_id, r.name, "UNKNOWN", "", "", who, "FINISHED", start, r.end_ms, None, "", "active", artifact_uri, exp))
             run_tags = {k: str(v) for k, v in {**self._tags(r, parent), **self._curves_tags(curve_file, parent)}.items()}
             run_params = {k: str(v)[:6000] for k, v in r.params.items()}
             tags += [(k, v, run_id) for k, v in run_tags.items()]
@@ -276,19 +329,15 @@ class Tracker:
                               **{f"params.{k}": v for k, v in run_params.items()},
                               **{f"metrics.{k}": float(values[i]) for k, i in last.items()},
                               **{f"tags.{k}": v for k, v in run_tags.items()}})
-        if table:
-            self._run_table(parent, curves[0], table)
-        self.tables.insert_runs(runs, tags, params, metrics, latest)
-        return ids
+        batches = curve_batches(records, ids) if parent else None
 
-    def _run_table(self, parent: str, curves_file: str, rows: list[dict]) -> None:
-        """The chunk's run table (:mod:`harness.store.runtable`), named like its curves file."""
-        import tempfile
+        def store(tables: Tables) -> None:
+            if parent:
+                self._write(parent, holder, FOLDER, name, lambda p: write_batches(p, *batches))
+                self._write(parent, holder, RUN_TABLES, name, lambda p: write_run_table(p, table))
+            tables.insert_runs(runs, tags, params, metrics, latest)
 
-        name = curves_file.rsplit("/", 1)[-1]
-        with tempfile.TemporaryDirectory() as tmp:
-            write_run_table(Path(tmp) / name, rows)
-            self._put(parent, self._parent_artifacts(parent), Path(tmp) / name, RUN_TABLES)
+        return ids, store
 
 
 def _wait_for_writers(engine) -> None:
