@@ -36,7 +36,10 @@ def linear_rate(gap: np.ndarray, floor: float) -> float:
     seg = seg[seg.size // 2 :]
     if seg.size < 4:
         return math.nan
-    slope = np.polyfit(seg.astype(float), np.log(gap[seg]), 1)[0]
+    t = seg.astype(float)
+    t -= t.mean()
+    y = np.log(gap[seg])
+    slope = float(t @ (y - y.mean())) / float(t @ t)  # least squares, as np.polyfit(t, y, 1)[0] (~10x its speed)
     return float(math.exp(slope))
 
 
