@@ -63,3 +63,16 @@ def check_sizes(problem_cls, kwargs: dict, members: int, steps: int, dtype: torc
             f"{what} need about {_gb(need)} of memory, {_gb(avail)} available; allowed: at most {_gb(MEMORY_SHARE * avail)}: "
             "a smaller problem.dim, fewer steps, or fewer members per batch (hydra.sweeper.max_batch_size=N)"
         )
+
+
+def give_back_memory() -> None:
+    """Return freed memory to the system: a cyclic collection, then glibc's ``malloc_trim`` (where there
+    is one), so that what a sweep's jobs freed is not counted again under the summary's tables."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass

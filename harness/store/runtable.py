@@ -49,9 +49,13 @@ def read_run_tables(folders: list[Path], run_ids: list[str]):
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
+    from harness.store.tables import NOTE
+
     files = [f for folder in folders if folder.is_dir() for f in sorted(folder.glob("*.parquet"))]
     if not files:
         return None
-    t = pa.concat_tables([pq.read_table(f, use_threads=False) for f in files], promote_options="default")
+    skip = f"tags.{NOTE}"  # the UI's link to the curves, not read back
+    t = pa.concat_tables([pq.read_table(f, columns=[c for c in pq.read_schema(f).names if c != skip], use_threads=False) for f in files],
+                         promote_options="default")
     t = t.filter(pc.is_in(t["run_id"], value_set=pa.array(run_ids, type=pa.string())))
     return t.to_pandas(split_blocks=True, self_destruct=True).drop_duplicates("run_id") if t.num_rows else None

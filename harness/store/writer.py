@@ -20,11 +20,10 @@ from harness.store.location import check_artifact_root, creation_lock, local_art
 from harness.store.records import RunRecord
 from harness.store.runtable import FOLDER as RUN_TABLES
 from harness.store.runtable import write_run_table
-from harness.store.tables import PARENT_TAG, SWEEP_HASH, Tables, clip, new_run_id, user
+from harness.store.tables import NOTE, PARENT_TAG, SWEEP_HASH, Tables, clip, new_run_id, user
 from optimizers.base import ConfigError
 
 EXPERIMENT_KIND = "mlflow.experimentKind"
-NOTE = "mlflow.note.content"  # a run's description in the MLflow UI (markdown)
 CHUNK = 500  # runs per transaction of a SQL store
 
 
