@@ -40,10 +40,10 @@ class Landscape:
 
 def _numeric(values: pd.Series) -> pd.Series | None:
     """The values as floats when every one is a number, else None (null batch_size: the full batch)."""
-    parsed = values.map(analysis.parse_param)
-    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in parsed):
+    distinct = {v: analysis.parse_param(v) for v in values.unique()}
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in distinct.values()):
         return None
-    return parsed.astype(float)
+    return values.map(distinct).astype(float)
 
 
 def varying(g: pd.DataFrame) -> list[str]:
@@ -55,7 +55,7 @@ def varying(g: pd.DataFrame) -> list[str]:
         and c not in analysis.POOLED
         and not c.startswith(("params.problem.", "params.schedule"))
     ]
-    return [c for c in cols if g[c].map(analysis.canonical).nunique() > 1]
+    return [c for c in cols if g[c].drop_duplicates().map(analysis.canonical).nunique() > 1]  # canonical: once per distinct value
 
 
 def second_keys(g: pd.DataFrame) -> list[str]:

@@ -11,10 +11,10 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from harness import CONF
 from harness.plan import SEARCH_KEYS, STATS_KEYS, STOP_KEYS, TOP_KEYS, TRACKING_KEYS
 from optimizers.base import ConfigError
 
-CONF = Path(__file__).resolve().parent.parent / "conf"
 GROUPS = ("problem", "optimizer", "schedule", "instruments", "grid")
 SECTIONS = {"stop": STOP_KEYS, "stats": STATS_KEYS, "tracking": TRACKING_KEYS, "search": SEARCH_KEYS}
 

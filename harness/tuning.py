@@ -39,7 +39,7 @@ def default_lr(optimizer: str) -> float | None:
     """The lr a built-in optimizer runs with when none is given (its conf/optimizer/<name>.yaml)."""
     from omegaconf import OmegaConf
 
-    from harness.overrides import CONF
+    from harness import CONF
 
     path = CONF / "optimizer" / f"{optimizer}.yaml"
     lr = OmegaConf.load(path).get("lr") if path.is_file() else None

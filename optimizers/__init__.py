@@ -8,6 +8,14 @@ shape ``[B]``, so every member can have its own learning rate, momentum, betas, 
 A single run is simply ``B = 1``.
 """
 
-from optimizers.base import ConfigError, Optimizer
+from optimizers.errors import ConfigError
 
 __all__ = ["ConfigError", "Optimizer"]
+
+
+def __getattr__(name: str):
+    if name == "Optimizer":  # torch is imported when an optimizer is wanted, not by readers of the package's display table
+        from optimizers.base import Optimizer
+
+        return Optimizer
+    raise AttributeError(f"module 'optimizers' has no attribute {name!r}")

@@ -9,11 +9,9 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor
 
+from optimizers.errors import ConfigError
+
 Params = list[Tensor]
-
-
-class ConfigError(ValueError):
-    """A bad configuration value. The message is one line naming the key, the value and what is allowed."""
 
 
 class Optimizer(NamedTuple):

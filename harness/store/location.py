@@ -8,7 +8,7 @@ import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
 
-from optimizers.base import ConfigError
+from optimizers.errors import ConfigError
 
 BUSY_TIMEOUT_MS = 600_000  # how long a sqlite writer waits for another one (a big batch takes seconds)
 

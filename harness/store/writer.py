@@ -21,7 +21,7 @@ from harness.store.records import RunRecord
 from harness.store.runtable import FOLDER as RUN_TABLES
 from harness.store.runtable import write_run_table
 from harness.store.tables import NOTE, PARENT_TAG, SWEEP_HASH, Tables, clip, new_run_id, user
-from optimizers.base import ConfigError
+from optimizers.errors import ConfigError
 
 EXPERIMENT_KIND = "mlflow.experimentKind"
 CHUNK = 500  # runs per transaction of a SQL store
