@@ -90,7 +90,7 @@ def sharpness_threshold(opt: dict) -> Threshold | None:
 def quadratic_constants(g: pd.DataFrame) -> tuple[float, float] | None:
     """(mu, L) when every run of ``g`` is on one quadratic, else None."""
     cols = {"params.problem.mu", "params.problem.L"}
-    if g.empty or set(g["problem_name"]) != {"quadratic"} or not cols <= set(g.columns):
+    if g.empty or set(g["problem_name"].unique()) != {"quadratic"} or not cols <= set(g.columns):
         return None
     if g["params.problem.mu"].nunique() != 1 or g["params.problem.L"].nunique() != 1:
         return None
