@@ -117,14 +117,14 @@ def test_a_sweeps_chunks_are_written_by_a_thread_and_all_stored_when_the_job_ret
     real = tables_module.Tables.insert_runs
 
     def insert(self, runs, *rest):
-        threads.append(threading.current_thread().name)
+        threads.append(threading.current_thread())
         return real(self, runs, *rest)
 
     monkeypatch.setattr(tables_module.Tables, "insert_runs", insert)
     assert job.tally(job.job_rows(cfg)) == {"runs": 10, "diverged": 0}
-    assert threads == ["harness-store-writer"] * 4  # not the job's thread
+    assert [th.name for th in threads] == ["harness-store-writer"] * 4 and len(set(threads)) == 1  # one thread, not the job's
     assert list(_stored(t, parent).values()) == ["FINISHED"] * 10  # every run in the store when the job returned
-    assert "harness-store-writer" not in [th.name for th in threading.enumerate()]  # the thread ended with the job
+    assert not threads[0].is_alive()  # the thread ended with the job
 
 
 def test_a_failure_in_the_writer_thread_fails_the_job_and_leaves_whole_chunks_only(tmp_path, monkeypatch):

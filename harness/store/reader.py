@@ -109,9 +109,15 @@ def _sql_tables(client) -> Tables | None:
     return Tables.of_engine(store.engine)
 
 
-def read_runs(uri: str, experiment: str, sweep: str | None = None, filter_string: str | None = None) -> RunSet:
+DRAWING_ONLY = ("artifact_uri", "run_name", "tags.mlflow.runName", "tags.mlflow.user", "tags.mlflow.source.name", "tags.harness.curves")
+"""Columns that only the report's figures and links read (the analysis never does): a one-off reader such
+as the sweep's summary leaves them unread, ~300 bytes a run."""
+
+
+def read_runs(uri: str, experiment: str, sweep: str | None = None, filter_string: str | None = None, skip: tuple[str, ...] = ()) -> RunSet:
     """The finished runs of one sweep (``sweep``: its parent run id; default: the latest sweep),
-    or of every run matching an MLflow filter string (sweep members and single runs alike)."""
+    or of every run matching an MLflow filter string (sweep members and single runs alike); without
+    the columns in ``skip`` (e.g. :data:`DRAWING_ONLY`)."""
     _check_exists(uri)
     path = sqlite_file(uri)
     tables = Tables.open_sqlite(path) if path is not None and not filter_string else None
@@ -139,7 +145,8 @@ def read_runs(uri: str, experiment: str, sweep: str | None = None, filter_string
         raise StoreError(f"no sweep {sweep} in experiment '{experiment}' of {uri}; allowed: the id of a sweep's parent run "
                          "(the sweep's summary prints it), or no --sweep for the latest sweep")
     flt = filter_string or f"tags.`{PARENT_TAG}` = '{sweep}'"
-    df = _object_strings(_search(client, tables, exp_id, flt, sweep if not filter_string else None))
+    df = _search(client, tables, exp_id, flt, sweep if not filter_string else None, skip)
+    df = _object_strings(df.drop(columns=[c for c in skip if c in df]))
     if filter_string and not df.empty and "tags.harness.sweep" in df:
         df = df[df["tags.harness.sweep"] != "true"]
     unfinished = int((df["status"] != "FINISHED").sum()) if not df.empty else 0
@@ -161,10 +168,10 @@ def read_runs(uri: str, experiment: str, sweep: str | None = None, filter_string
     return RunSet(uri, experiment, df, parents, sweep, filter_string, unfinished, tables, _client=client)
 
 
-def _sweep_frame(tables: Tables, experiment_id: str, sweep: str):
+def _sweep_frame(tables: Tables, experiment_id: str, sweep: str, skip: tuple[str, ...] = ()):
     """A sweep's runs: ids, status and lifecycle from MLflow's tables, the columns from the sweep's run
     tables (:mod:`harness.store.runtable`) where they hold the run, else from MLflow's tables."""
-    return _frame_of(tables, tables.member_status(experiment_id, sweep), [tables.run_info(sweep)["artifact_uri"]])
+    return _frame_of(tables, tables.member_status(experiment_id, sweep), [tables.run_info(sweep)["artifact_uri"]], skip)
 
 
 def _experiment_frame(tables: Tables, experiment_id: str):
@@ -173,11 +180,11 @@ def _experiment_frame(tables: Tables, experiment_id: str):
     return _frame_of(tables, tables.run_status(experiment_id), tables.sweep_artifacts(experiment_id))
 
 
-def _frame_of(tables: Tables, status: dict[str, str], parent_artifacts: list[str]):
+def _frame_of(tables: Tables, status: dict[str, str], parent_artifacts: list[str], skip: tuple[str, ...] = ()):
     import pandas as pd
 
     folders = [f / RUN_TABLES for f in map(local_artifact_dir, parent_artifacts) if f is not None]
-    df = read_run_tables(folders, list(status))
+    df = read_run_tables(folders, list(status), skip)
     parts = [] if df is None else [df]
     known = set(df["run_id"]) if df is not None else set()
     rest = [r for r in status if r not in known]
@@ -191,18 +198,23 @@ def _frame_of(tables: Tables, status: dict[str, str], parent_artifacts: list[str
 
 
 def _object_strings(df):
-    """String columns as numpy object arrays, each distinct value one Python string (NaN where null).
-    pandas 3 keeps them in Arrow, where every row selection of the frame (the analysis makes hundreds)
-    is an Arrow ``take`` per column: 1.3 s of a 100,000-run report, against milliseconds."""
+    """String and categorical columns as numpy object arrays, each distinct value one Python string (NaN
+    where null). pandas 3 keeps strings in Arrow, where every row selection of the frame (the analysis
+    makes hundreds) is an Arrow ``take`` per column: 1.3 s of a 100,000-run report, against milliseconds."""
     import pandas as pd
 
     for c in df.columns:
-        if isinstance(df[c].dtype, pd.StringDtype):
+        dtype = df[c].dtype
+        if isinstance(dtype, pd.CategoricalDtype):
+            codes, uniques = df[c].cat.codes.to_numpy(), df[c].cat.categories
+        elif isinstance(dtype, pd.StringDtype):
             codes, uniques = pd.factorize(df[c])
-            out = np.full(len(codes), np.nan, dtype=object)
-            known = codes >= 0
-            out[known] = np.asarray(uniques, dtype=object)[codes[known]]
-            df[c] = pd.Series(out, index=df.index, dtype=object)
+        else:
+            continue
+        out = np.full(len(codes), np.nan, dtype=object)
+        known = codes >= 0
+        out[known] = np.asarray(uniques, dtype=object)[codes[known]]
+        df[c] = pd.Series(out, index=df.index, dtype=object)
     return df
 
 
@@ -216,7 +228,7 @@ def _is_sweep(client, tables: Tables | None, experiment_id: str, run_id: str) ->
         return False
 
 
-def _search(client, tables: Tables | None, experiment_id: str, flt: str, sweep: str | None):
+def _search(client, tables: Tables | None, experiment_id: str, flt: str, sweep: str | None, skip: tuple[str, ...] = ()):
     """All runs matching ``flt`` as a DataFrame (params.*, metrics.*, tags.* columns).
 
     For SQL stores the params, latest metrics and tags are read in three queries (building MLflow's
@@ -225,7 +237,7 @@ def _search(client, tables: Tables | None, experiment_id: str, flt: str, sweep: 
 
     if tables is not None:
         if sweep is not None:
-            return _sweep_frame(tables, experiment_id, sweep)
+            return _sweep_frame(tables, experiment_id, sweep, skip)
         df = _experiment_frame(tables, experiment_id)
         mask = filter_mask(df, flt) if not df.empty else None
         if mask is not None:  # evaluated on the runs' table: MLflow's search builds an object per run

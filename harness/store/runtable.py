@@ -42,11 +42,12 @@ def _type(name: str):
     return pa.float64() if name.startswith("metrics.") else pa.string()
 
 
-def read_run_tables(folders: list[Path], run_ids: list[str]):
+def read_run_tables(folders: list[Path], run_ids: list[str], skip: tuple[str, ...] = ()):
     """The rows of ``run_ids`` in the run tables of ``folders``, as one DataFrame (a column that a file
-    lacks is null in its rows; a run in several files once), or None when no file holds one."""
+    lacks is null in its rows; a run in several files once), or None when no file holds one. Columns
+    in ``skip`` and the UI's note are left unread; strings come as categoricals (one copy of each
+    distinct value per file)."""
     import pyarrow as pa
-    import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
     from harness.store.tables import NOTE
@@ -54,8 +55,21 @@ def read_run_tables(folders: list[Path], run_ids: list[str]):
     files = [f for folder in folders if folder.is_dir() for f in sorted(folder.glob("*.parquet"))]
     if not files:
         return None
-    skip = f"tags.{NOTE}"  # the UI's link to the curves, not read back
-    t = pa.concat_tables([pq.read_table(f, columns=[c for c in pq.read_schema(f).names if c != skip], use_threads=False) for f in files],
-                         promote_options="default")
-    t = t.filter(pc.is_in(t["run_id"], value_set=pa.array(run_ids, type=pa.string())))
-    return t.to_pandas(split_blocks=True, self_destruct=True).drop_duplicates("run_id") if t.num_rows else None
+    left_out = {f"tags.{NOTE}", *skip}  # the note: the UI's link to the curves, not read back
+    wanted = set(run_ids)
+    parts = []
+    for f in files:
+        schema = pq.read_schema(f)
+        cols = [c for c in schema.names if c not in left_out]
+        strings = [c for c in cols if pa.types.is_string(schema.field(c).type)]
+        t = pq.read_table(f, columns=cols, read_dictionary=strings, use_threads=False)
+        keep = [rid in wanted for rid in t["run_id"].to_pylist()]
+        if not all(keep):
+            t = t.filter(pa.array(keep, type=pa.bool_()))
+        if t.num_rows:
+            parts.append(t)
+    if not parts:
+        return None
+    t = pa.concat_tables(parts, promote_options="permissive")
+    del parts
+    return t.to_pandas(split_blocks=True, self_destruct=True).drop_duplicates("run_id")
