@@ -196,16 +196,21 @@ def member_configs(cfg: DictConfig, members: list[list[str]] | None = None) -> l
     """One resolved config per member, each with its overrides applied, plus those override strings.
     Members share the base config's untouched sections (copying 10,000 configs costs seconds); the
     sections a member's overrides touch, and its optimizer section, are its own."""
+    return list(iter_member_configs(cfg, members))
+
+
+def iter_member_configs(cfg: DictConfig, members: list[list[str]] | None = None):
+    """:func:`member_configs`, one at a time."""
     base = OmegaConf.to_container(cfg, resolve=True)
     given = base.pop("members", None)
     members = read_members(given) if members is None else members
     if not members:
-        return [(base, [])]
+        yield base, []
+        return
     lr_follows = OmegaConf.is_interpolation(cfg, "lr")  # lr not given: it is optimizer.lr, swept or not
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     parser = None
-    out = []
     for overrides in members:
         c = dict(base)
         if isinstance(c.get("optimizer"), dict):
@@ -227,8 +232,7 @@ def member_configs(cfg: DictConfig, members: list[list[str]] | None = None) -> l
                 _set(c, o.key_or_group, o.value())
         if lr_follows and not has_lr:
             c["lr"] = c["optimizer"].get("lr") if isinstance(c.get("optimizer"), dict) else None
-        out.append((c, list(overrides)))
-    return out
+        yield c, list(overrides)
 
 
 def _set(d: dict, dotted: str, value: Any) -> None:
@@ -458,22 +462,24 @@ def batches(cfg: DictConfig, members: list[list[str]] | None = None):
     """The batches of a job (its ``members``, else the config's), each validated and built when the
     loop reaches it, with its members' override lists: memory holds one batch at a time. Raises
     :class:`ConfigError` on the first bad value."""
-    members = member_configs(cfg, members)
-    groups: dict[str, list[int]] = {}
+    groups: dict[str, list[list[str]]] = {}  # batch key -> its members' overrides
+    firsts: dict[str, Cfg] = {}  # batch key -> its first member's config
     known: dict[tuple, str] = {}
-    for i, (c, overrides) in enumerate(members):
+    for c, overrides in iter_member_configs(cfg, members):  # configs are not kept: 200,000 of them hold ~400 MB
         shape = _shape(c, overrides)
         key = known.get(shape) if shape is not None else None
         if key is None:
             key = structure_key(c)
             if shape is not None:
                 known[shape] = key
-        groups.setdefault(key, []).append(i)
-    for idx in groups.values():
-        n = part_size(members[idx[0]][0])
-        for j in range(0, len(idx), n):
-            part = idx[j : j + n]
-            yield build_batch([members[i][0] for i in part]), [members[i][1] for i in part]
+        firsts.setdefault(key, c)
+        groups.setdefault(key, []).append(overrides)
+    for key, ovs in groups.items():
+        n = part_size(firsts[key])
+        for j in range(0, len(ovs), n):
+            part = ovs[j : j + n]
+            configs = [firsts[key]] if len(ovs) == 1 else [c for c, _ in iter_member_configs(cfg, part)]  # built again, a part at a time
+            yield build_batch(configs), part
 
 
 def plan(cfg: DictConfig, members: list[list[str]] | None = None) -> tuple[list[Batch], list[list[str]]]:
