@@ -232,7 +232,7 @@ def iter_member_configs(cfg: DictConfig, members: list[list[str]] | None = None)
                 _set(c, o.key_or_group, o.value())
         if lr_follows and not has_lr:
             c["lr"] = c["optimizer"].get("lr") if isinstance(c.get("optimizer"), dict) else None
-        yield c, list(overrides)
+        yield c, overrides  # the caller's own list (the sweeper maps members back by identity)
 
 
 def _set(d: dict, dotted: str, value: Any) -> None:

@@ -207,7 +207,6 @@ class BatchSweeper(Sweeper):
             Tracker,
             check_reachable,
             experiment_name,
-            member_key,
             resolve_uri,
         )
         from optimizers.base import ConfigError
@@ -217,9 +216,7 @@ class BatchSweeper(Sweeper):
         uri = resolve_uri(self.config.tracking.uri)
         shown = uri.replace("sqlite:///" + os.getcwd() + "/", "sqlite:///")
         groups: list = []
-        hashes: dict[tuple, str] = {}  # (common, member) overrides -> the member's config hash
-        current: dict[tuple, str] = {}  # ... -> its member key: configuration and code (store.member_key)
-        files: dict[tuple, dict] = {}  # ... -> the code files computing it
+        state = Validated()
         collecting = gc.isenabled()  # validation builds ~10 containers a member and frees none of them:
         gc.disable()  # the cyclic collector would rescan every live object (torch's too) ~100 times for nothing
         try:
@@ -228,12 +225,7 @@ class BatchSweeper(Sweeper):
                 cfg = self.hydra_context.config_loader.load_sweep_config(self.config, list(common))
                 with open_dict(cfg):
                     del cfg["hydra"]
-                common_key = tuple(common)
-                for b, ovs in batches(cfg, members):
-                    code, code_hash = b.code, b.code_hash
-                    for ov, h in zip(ovs, b.hashes):
-                        key = (common_key, tuple(ov))
-                        hashes[key], current[key], files[key] = h, member_key(h, code_hash), code
+                state.add(members, batches(cfg, members))
             check_reachable(uri)
             tracker = Tracker(uri, experiment_name(self.config.tracking.experiment))
             total = sum(len(m) for _, m in groups)
@@ -252,26 +244,26 @@ class BatchSweeper(Sweeper):
                 gc.collect()  # what validation left in cycles (its batches' problems), before the runs: ~100 MB of peak
         log.info(f"Sweep: {total} runs in {len(groups)} batched job(s); validated in {time.perf_counter() - t_start:.1f} s")
 
-        code_files = json.dumps({k: v for f in {id(f): f for f in files.values()}.values() for k, v in f.items()}, sort_keys=True)
-        sweep_hash = hashlib.sha256("\n".join(sorted(hashes.values())).encode()).hexdigest()[:20]
+        code_files = json.dumps(state.code_files(), sort_keys=True)
+        sweep_hash = hashlib.sha256("\n".join(sorted(state.all_hashes())).encode()).hexdigest()[:20]
         parent = tracker.find_sweep(sweep_hash) if self.config.tracking.get("resume", True) else None
         if parent is not None:  # the same sweep ran before: run only the members not stored yet, or stored from other code
             stored = tracker.stored_hashes(parent)
-            todo_keys = {k for k, m in current.items() if m not in stored}
-            groups = [(c, [m for m in ms if (tuple(c), tuple(m)) in todo_keys]) for c, ms in groups]
+            todo = state.todo(stored)  # per group: its members not stored from the current code
+            groups = [(c, [m for m, t in zip(ms, flags) if t]) for (c, ms), flags in zip(groups, todo)]
             groups = [(c, ms) for c, ms in groups if ms]
             if not groups:
                 print(f"Sweep already complete: all {total} runs are stored under parent run {parent} in {shown}; nothing to run "
                       "(tracking.resume=false starts a fresh sweep).")
                 return []
-            stored_configs = {s.split("/", 1)[0] for s in stored}
-            stale = [k for k in todo_keys if hashes[k] in stored_configs]
+            stale = state.stale(stored, todo)  # the code files of each member stored from other code
+            n_todo = sum(len(ms) for _, ms in groups)
             old_files = json.loads(tracker.tags_of(parent).get(CODE_FILES) or "{}")
             tracker.reopen(parent)
             from harness.provenance import tags as provenance
 
             tracker.set_tags(parent, {CODE_FILES: code_files, **provenance(), **self.search_tag()})
-            log.info(resume_line(parent, total, total - len(todo_keys), stale, files, old_files))
+            log.info(resume_line(parent, total, total - n_todo, stale, old_files))
         else:
             from harness.provenance import tags as provenance
 
@@ -313,7 +305,7 @@ class BatchSweeper(Sweeper):
         finally:
             tracker.end(parent, status)
         if status != "FINISHED":
-            n = len(tracker.stored_hashes(parent) & set(current.values()))
+            n = len(tracker.stored_hashes(parent) & state.member_keys())
             where = f"{n} of {total} runs are stored under sweep {parent} in {shown}"
             if status == "KILLED":
                 _stop(f"interrupted: {where}; run the same command again to resume")
@@ -326,7 +318,7 @@ class BatchSweeper(Sweeper):
         from harness.limits import give_back_memory
         from harness.summary import sweep_summary
 
-        del hashes, current, files, groups  # the members' validation state: 100,000 members hold ~100 MB
+        del state, groups  # the members' validation state: 1,000,000 members hold ~200 MB
         give_back_memory()
         text = sweep_summary(uri, tracker.experiment_name, tracker.experiment_id, parent, time.perf_counter() - t_start, total)
         if uri != resolve_uri(None):
@@ -335,9 +327,10 @@ class BatchSweeper(Sweeper):
         return results
 
 
-def resume_line(parent: str, total: int, kept: int, stale: list, files: dict, old_files: dict) -> str:
+def resume_line(parent: str, total: int, kept: int, stale: list[dict], old_files: dict) -> str:
     """What a resumed sweep reruns and why: members not stored yet, and members stored from other code
-    ("optimizers/adam.py changed since the stored runs: 2 runs to rerun")."""
+    ("optimizers/adam.py changed since the stored runs: 2 runs to rerun"); ``stale``: the code files of
+    each member to rerun for that reason."""
     from harness.fingerprint import changed
 
     parts = [f"Resuming sweep {parent}: {kept} of {total} runs stored from the current code"]
@@ -347,11 +340,59 @@ def resume_line(parent: str, total: int, kept: int, stale: list, files: dict, ol
         if not old_files:  # stored by a harness that recorded no fingerprint
             parts.append(f"the stored runs record no code fingerprint (an older harness): {runs}")
         else:
-            names = changed(old_files, {k: v for key in stale for k, v in files[key].items()}, {n for key in stale for n in files[key]})
+            names = changed(old_files, {k: v for f in stale for k, v in f.items()}, {n for f in stale for n in f})
             parts.append(", ".join(names[:4]) + (f" and {len(names) - 4} more" if len(names) > 4 else "") + f" changed since the stored runs: {runs}")
     if missing:
         parts.append(f"{missing} run{'s' * (missing != 1)} not stored yet")
     return "; ".join(parts)
+
+
+class Validated:
+    """What validation learnt of each member, kept per group in the group's member order: its config
+    hash and its batch's code (hash and files, shared by the batch). Lists, not dicts keyed by the
+    overrides: a million members fit in ~100 MB."""
+
+    def __init__(self):
+        self.hashes: list[list[str]] = []
+        self.codes: list[list[tuple[str, dict]]] = []
+
+    def add(self, members: list[list[str]], built) -> None:
+        """One group's ``members`` and its ``built`` batches (``plan.batches``: each yields its members' override lists)."""
+        at: dict[int, list[int]] = {}
+        for i, m in enumerate(members):
+            at.setdefault(id(m), []).append(i)
+        hashes, codes = [""] * len(members), [("", {})] * len(members)
+        for b, ovs in built:
+            code = (b.code_hash, b.code)
+            for ov, h in zip(ovs, b.hashes):
+                i = at[id(ov)].pop(0)
+                hashes[i], codes[i] = h, code
+        self.hashes.append(hashes)
+        self.codes.append(codes)
+
+    def all_hashes(self):
+        return (h for hs in self.hashes for h in hs)
+
+    def code_files(self) -> dict:
+        files = {id(f): f for cs in self.codes for _, f in cs}
+        return {k: v for f in files.values() for k, v in f.items()}
+
+    def member_keys(self) -> set[str]:
+        """:func:`harness.store.member_key` of every member: configuration and code."""
+        from harness.store import member_key
+
+        return {member_key(h, c) for hs, cs in zip(self.hashes, self.codes) for h, (c, _) in zip(hs, cs)}
+
+    def todo(self, stored: set[str]) -> list[list[bool]]:
+        """Per group, per member: not among the ``stored`` member keys."""
+        from harness.store import member_key
+
+        return [[member_key(h, c) not in stored for h, (c, _) in zip(hs, cs)] for hs, cs in zip(self.hashes, self.codes)]
+
+    def stale(self, stored: set[str], todo: list[list[bool]]) -> list[dict]:
+        """The code files of each member to run whose configuration is stored, from other code."""
+        configs = {s.split("/", 1)[0] for s in stored}
+        return [f for hs, cs, ts in zip(self.hashes, self.codes, todo) for h, (_, f), t in zip(hs, cs, ts) if t and h in configs]
 
 
 def split(groups: list[tuple[list[str], list[list[str]]]], workers: int) -> list[tuple[list[str], list[list[str]]]]:
