@@ -1,5 +1,6 @@
-"""Hydra composes the config once per command (harness/composition.py): every config made from an earlier
-composition equals the one Hydra composes from the files, and a sweep or a run composes from the files once."""
+"""What ``python -m harness`` does around the run itself. Hydra composes the config once per command
+(harness/composition.py): every config made from an earlier composition equals the one Hydra composes from
+the files, and a sweep or a run composes from the files once. A single run imports no module it does not use."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from omegaconf import OmegaConf
 import hydra_plugins.harness_sweeper.batch_sweeper  # noqa: F401  (hydra/sweeper=batch, as Hydra's plugin scan registers it)
 from harness.composition import ComposeOnce
 
-from .conftest import CONF, sweep_runs
+from .conftest import CONF, run_cli, sweep_runs
 
 MULTI, RUN = RunMode.MULTIRUN, RunMode.RUN
 
@@ -110,3 +111,15 @@ def test_the_command_line_composes_once(tmp_path, harness_cli, monkeypatch):
     assert harness_cli(["steps=20", f"tracking.uri={uri}"]).returncode == 0
     assert len(calls) == 1
     assert Path(tmp_path / "outputs").is_dir()
+
+
+def test_a_single_run_imports_no_analysis_and_no_mlflow(tmp_path):
+    """pandas (the sweep's summary), MLflow's client and SQLAlchemy (the report, a tracking server) and
+    matplotlib: none is imported by a run that does not use it. ``-X importtime`` lists every module imported."""
+    uri = f"sqlite:///{tmp_path}/s.db"
+    assert run_cli(["steps=5", f"tracking.uri={uri}"], tmp_path).returncode == 0  # a new store
+    p = run_cli(["steps=5", f"tracking.uri={uri}"], tmp_path, env={"PYTHONPROFILEIMPORTTIME": "1"})
+    assert p.returncode == 0, p.stderr[-2000:]
+    imported = {line.rsplit("|", 1)[1].strip() for line in p.stderr.splitlines() if line.startswith("import time:")}
+    assert {"torch", "hydra", "harness.job"} <= imported
+    assert not {m.split(".")[0] for m in imported} & {"pandas", "mlflow", "sqlalchemy", "matplotlib", "scipy"}
