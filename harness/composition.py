@@ -29,7 +29,7 @@ from hydra.core.override_parser.types import Override
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-KEEP = 16  # compositions kept to start from (the first one, the command's, is always kept)
+KEEP = 16  # compositions from the files kept to start from (the first one, the command's, is always kept)
 
 
 @dataclass
@@ -75,38 +75,31 @@ class ComposeOnce(ConfigLoaderImpl):
         super().__init__(config_search_path=config_search_path)
         self._composed: list[_Composed] = []
         self._repo = None
-        self._parsed: tuple[list[str], list[Override]] | None = None
         self.composed = self.derived = 0  # compositions from the files / made from an earlier one
 
     def __getstate__(self) -> dict:  # a launcher's worker gets the loader without the kept configs
         state = dict(self.__dict__)
-        state.update(_composed=[], _repo=None, _parsed=None)
+        state.update(_composed=[], _repo=None)
         return state
 
     def _parse_overrides_and_create_caching_repo(self, config_name, overrides):
-        if self._parsed is not None and self._parsed[0] == list(overrides):
-            # parsed already (below): only the repository is made, as Hydra's own method does
-            from hydra._internal.config_repository import CachingConfigRepository
-
-            parsed, repo = self._parsed[1], CachingConfigRepository(self.repository)
-            self._process_config_searchpath(config_name, parsed, repo)
-        else:
-            parsed, repo = super()._parse_overrides_and_create_caching_repo(config_name, overrides)
-        self._repo = repo
-        return parsed, repo
+        parsed, self._repo = super()._parse_overrides_and_create_caching_repo(config_name, overrides)  # which keys are groups
+        return parsed, self._repo
 
     def _load_configuration_impl(self, config_name, overrides, run_mode: RunMode, from_shell: bool = True,
                                  validate_sweep_overrides: bool = True) -> DictConfig:
-        parsed = OverridesParser.create().parse_overrides(overrides=list(overrides))
+        def compose() -> DictConfig:
+            return super(ComposeOnce, self)._load_configuration_impl(config_name=config_name, overrides=overrides, run_mode=run_mode,
+                                                                     from_shell=from_shell, validate_sweep_overrides=validate_sweep_overrides)
+
+        try:
+            parsed = OverridesParser.create().parse_overrides(overrides=list(overrides))
+        except Exception:
+            return compose()  # Hydra reports it, after what it checks first
         hydra_lines, task_lines = _applied(parsed)
         found = self._start(config_name, hydra_lines, task_lines, parsed)
         if found is None:
-            self._parsed = (list(overrides), parsed)
-            try:
-                cfg = super()._load_configuration_impl(config_name=config_name, overrides=overrides, run_mode=run_mode,
-                                                       from_shell=from_shell, validate_sweep_overrides=validate_sweep_overrides)
-            finally:
-                self._parsed = None
+            cfg = compose()
             self.composed += 1
             self._keep(_Composed(config_name, hydra_lines, task_lines, _listed(parsed), copy.deepcopy(cfg), self._repo))
             return cfg
@@ -128,8 +121,7 @@ class ComposeOnce(ConfigLoaderImpl):
         names = cfg.hydra.job.config.override_dirname
         cfg.hydra.job.override_dirname = get_overrides_dirname(overrides=[o for o in parsed if not o.is_hydra_override()],
                                                                kv_sep=names.kv_sep, item_sep=names.item_sep, exclude_keys=names.exclude_keys)
-        self.derived += 1
-        self._keep(_Composed(config_name, hydra_lines, task_lines, _listed(parsed), copy.deepcopy(cfg), base.repo))
+        self.derived += 1  # not kept: a later composition is made from ``base`` as well, to the same config
         return cfg
 
     def _start(self, config_name, hydra_lines: list[tuple], task_lines: list[tuple], parsed: list[Override]):
