@@ -29,6 +29,7 @@ from hydra.core.override_parser.types import Override
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+HYDRA = "1.3.8"  # the version whose composition ComposeOnce follows (_load_configuration_impl, after the overrides)
 KEEP = 16  # compositions from the files kept to start from (the first one, the command's, is always kept)
 
 
@@ -165,9 +166,14 @@ def _listed(parsed: list[Override]) -> tuple[int, int]:
 
 @contextmanager
 def compose_once():
-    """While in the block, the Hydra that ``hydra.main`` makes loads configs with :class:`ComposeOnce`."""
+    """While in the block, the Hydra that ``hydra.main`` makes loads configs with :class:`ComposeOnce`: with the
+    Hydra it redoes the bookkeeping of (requirements.lock); with another, Hydra composes every time as it would."""
+    import hydra
     from hydra._internal import hydra as internal
 
+    if hydra.__version__ != HYDRA:
+        yield
+        return
     saved = internal.ConfigLoaderImpl
     internal.ConfigLoaderImpl = ComposeOnce
     try:

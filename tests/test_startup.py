@@ -111,6 +111,12 @@ def test_the_command_line_composes_once(tmp_path, harness_cli, monkeypatch):
     assert harness_cli(["steps=20", f"tracking.uri={uri}"]).returncode == 0
     assert len(calls) == 1
     assert Path(tmp_path / "outputs").is_dir()
+    calls.clear()  # another Hydra: composed as Hydra composes, every time
+    import hydra
+
+    monkeypatch.setattr(hydra, "__version__", "1.3.9")
+    assert harness_cli(["steps=20", f"tracking.uri={uri}"]).returncode == 0
+    assert len(calls) == 2
 
 
 def test_a_single_run_imports_no_analysis_and_no_mlflow(tmp_path):
