@@ -81,6 +81,7 @@ def _flags_first(argv: list[str]) -> list[str]:
 def cli(argv: list[str]) -> None:
     """``python -m harness ARGV``: the checks on the command line, then Hydra. Exits 2 with one line on
     bad input. Callable in-process (the tests do): it leaves the signal handlers as it found them."""
+    from harness.composition import compose_once
     from harness.overrides import preflight
 
     argv = _flags_first(argv)
@@ -94,7 +95,8 @@ def cli(argv: list[str]) -> None:
     signal.signal(signal.SIGTERM, _raise_interrupt)  # a sweep's own handler replaces it
     saved, sys.argv = sys.argv, [sys.argv[0], *argv]
     try:
-        main()
+        with compose_once():  # Hydra composes the config once, not once per look at it (harness/composition.py)
+            main()
     except KeyboardInterrupt:  # a single run writes its run only once it has finished
         print("interrupted: nothing was stored", file=sys.stderr)
         sys.exit(130)
@@ -105,4 +107,10 @@ def cli(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
+    import gc
+
+    # What the imports above built (torch's and Hydra's modules: ~180,000 objects the cyclic collector
+    # tracks) lives as long as the process. Frozen, no collection rescans it (70 ms each with torch
+    # loaded): neither the sweep's nor the interpreter's passes at exit (~0.3 s of a run's wall time).
+    gc.freeze()
     cli(sys.argv[1:])
