@@ -18,17 +18,17 @@ if __name__ == "__main__":  # until the imports below are done (the sweeper and 
     signal.signal(signal.SIGTERM, _stopped_while_starting)
 
 import logging  # noqa: E402
-from pathlib import Path  # noqa: E402
 
 import hydra  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
+from harness import CONF  # noqa: E402
 from optimizers.base import ConfigError  # noqa: E402
 
 log = logging.getLogger("harness")
 
 
-@hydra.main(version_base="1.3", config_path=str(Path(__file__).resolve().parent.parent / "conf"), config_name="config")
+@hydra.main(version_base="1.3", config_path=str(CONF), config_name="config")
 def main(cfg: DictConfig) -> list[dict] | dict:
     """A single run's result rows; for a sweep's job, the tally its sweep counts (not a row per member)."""
     from harness.job import job_rows, run_job, tally
