@@ -58,9 +58,10 @@ test: venv
 
 # Benchmarks: each prints what it measured in one run and its ratios (the longest is bench/scale.py's
 # 100,000-run sweep; the headline installs benchopt into a scratch venv under ~/.cache/optbench-harness
-# the first time).
+# the first time; bench/startup.py times the command line against `import torch`).
 bench: venv
 	$(PY) bench/headline.py
+	$(PY) bench/startup.py
 	$(PY) bench/scale.py
 	$(PY) bench/cnn.py
 	$(PY) bench/parallel.py

@@ -170,5 +170,7 @@ def test_the_summary_reads_fewer_columns_into_object_arrays_and_ranks_the_same(t
     assert "tags.mlflow.note.content" not in whole  # the UI's link is never read back
     strings = [c for c in whole.columns if c.startswith(("params.", "tags.")) or c == "run_id"]
     assert strings and all(whole[c].dtype == object for c in strings)
+    adam = read_runs(uri, "harness", filter_string="params.optimizer = 'adam'").runs  # filtered on the run tables' frame
+    assert len(adam) == 6 and set(adam["params.optimizer"]) == {"adam"} and adam["params.optimizer"].dtype == object
     a, b = analysis.analyse(whole, 1e-6), analysis.analyse(light, 1e-6)
     pd.testing.assert_frame_equal(a.bests.reset_index(drop=True), b.bests.reset_index(drop=True))

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 FOLDER = "runs"  # the parent's folder of run tables
 FIXED = ("run_id", "run_name", "start_time", "artifact_uri")
 
@@ -72,4 +74,25 @@ def read_run_tables(folders: list[Path], run_ids: list[str], skip: tuple[str, ..
         return None
     t = pa.concat_tables(parts, promote_options="permissive")
     del parts
-    return t.to_pandas(split_blocks=True, self_destruct=True).drop_duplicates("run_id")
+    return object_strings(t.to_pandas(split_blocks=True, self_destruct=True)).drop_duplicates("run_id")
+
+
+def object_strings(df):
+    """String and categorical columns as numpy object arrays, each distinct value one Python string (NaN
+    where null). pandas 3 keeps strings in Arrow, where every row selection of the frame (the analysis
+    makes hundreds) is an Arrow ``take`` per column: 1.3 s of a 100,000-run report, against milliseconds."""
+    import pandas as pd
+
+    for c in df.columns:
+        dtype = df[c].dtype
+        if isinstance(dtype, pd.CategoricalDtype):
+            codes, uniques = df[c].cat.codes.to_numpy(), df[c].cat.categories
+        elif isinstance(dtype, pd.StringDtype):
+            codes, uniques = pd.factorize(df[c])
+        else:
+            continue
+        out = np.full(len(codes), np.nan, dtype=object)
+        known = codes >= 0
+        out[known] = np.asarray(uniques, dtype=object)[codes[known]]
+        df[c] = pd.Series(out, index=df.index, dtype=object)
+    return df
