@@ -1,9 +1,10 @@
-"""One writer thread per job: a chunk of runs is stored (its Parquet files encoded and compressed, its rows
-inserted in one transaction) while the job prepares the next chunk or computes the next part.
+"""Writer threads: while a job prepares its next chunk of runs or computes its next part, one thread
+encodes a chunk's Parquet files and another inserts the previous chunk's rows in one transaction
+(:meth:`harness.store.writer.Tracker.log_runs`).
 
 Both halves of that work release the GIL for most of their time (pyarrow's encoder, sqlite's B-trees),
-so on two cores a 100,000-run sweep's store writes overlap its Python. At most one chunk waits while
-another is written, so memory holds three chunks at most, however many runs the job has.
+so on two cores a 100,000-run sweep's store writes overlap its Python. At most one chunk waits for each
+thread while another is worked on, so memory holds a few chunks at most, however many runs the job has.
 
 A failure in the thread is raised in the job at its next :meth:`Background.submit` or at
 :meth:`Background.close`; after one, the chunks still waiting are dropped (each chunk is one
@@ -22,16 +23,18 @@ _DONE = object()
 class Background:
     """Runs submitted callables one after another in a thread, in order."""
 
-    def __init__(self, depth: int = 1):
+    def __init__(self, name: str, depth: int = 1):
+        self.name = name
         self._queue: queue.Queue = queue.Queue(maxsize=depth)
-        self._error: BaseException | None = None
+        self._error: BaseException | None = None  # raised once, in the job
+        self._failed = False  # and nothing runs after it
         self._thread: threading.Thread | None = None
 
     def submit(self, work: Callable[[], None]) -> None:
         """Queue ``work``; blocks while ``depth`` chunks already wait. Raises a failure of earlier work."""
         self._raise()
         if self._thread is None:
-            self._thread = threading.Thread(target=self._loop, name="harness-store-writer", daemon=True)
+            self._thread = threading.Thread(target=self._loop, name=self.name, daemon=True)
             self._thread.start()
         self._queue.put(work)
 
@@ -60,8 +63,8 @@ class Background:
 
     def _loop(self) -> None:
         while (work := self._queue.get()) is not _DONE:
-            if self._error is None:
+            if not self._failed:
                 try:
                     work()
                 except BaseException as e:  # noqa: BLE001 - raised in the job's thread
-                    self._error = e
+                    self._error, self._failed = e, True
