@@ -34,8 +34,7 @@ class Tracker:
         self.uri, self.experiment_name = uri, experiment
         self.client = self.tables = None
         self._holders: dict[str, str] = {}  # parent run id -> its artifact URI
-        self._encoder: Background | None = None  # writes a sweep's chunk files while the job goes on (bulk path) ...
-        self._writer: Background | None = None  # ... and this one their rows
+        self._writer: Background | None = None  # stores a sweep's chunks while the job goes on (bulk path)
         self._writer_tables: Tables | None = None  # the writer thread's own connection
         with creation_lock(uri):  # one process creates a new store and a new experiment
             path = sqlite_file(uri)
@@ -148,36 +147,27 @@ class Tracker:
         return ids + (self._chunk(chunk, parent_run_id) if chunk else [])
 
     def close(self, drop: bool = False) -> None:
-        """Wait until every chunk handed to the writer threads is stored (``drop``: only the ones being
-        written, as after an interrupt) and close their connection; raises what failed there."""
+        """Wait until every chunk handed to the writer thread is stored (``drop``: only the one being
+        written, as after an interrupt) and close its connection; raises what failed there."""
         if self._writer is not None:
             try:
-                self._encoder.close(drop)  # every file written, and every chunk's rows handed on
+                self._writer.close(drop)
             finally:
-                try:
-                    self._writer.close(drop)
-                finally:
-                    self._encoder = self._writer = None
-                    if self._writer_tables is not None:
-                        self._writer_tables.close()
-                        self._writer_tables = None
+                self._writer = None
+                if self._writer_tables is not None:
+                    self._writer_tables.close()
+                    self._writer_tables = None
 
     def _chunk(self, records: list[RunRecord], parent: str | None) -> list[str]:
         if self.tables is None:
             return self._through_client(records, parent)
-        ids, files, rows = self._bulk(records, parent)
-        if not parent:
-            rows(self.tables)
-            return ids
-        if self._writer is None:  # two threads: one encodes a chunk's files while the other inserts the previous chunk's rows
-            self._encoder, self._writer, self._writer_tables = Background("harness-store-files"), Background("harness-store-writer"), self.tables.another()
-        writer, tables = self._writer, self._writer_tables
-
-        def encode() -> None:
-            files()  # a run never lacks its files: its rows follow them
-            writer.submit(lambda: rows(tables))
-
-        self._encoder.submit(encode)
+        ids, store = self._bulk(records, parent)
+        if parent:
+            if self._writer is None:
+                self._writer, self._writer_tables = Background("harness-store-writer"), self.tables.another()
+            self._writer.submit(lambda: store(self._writer_tables))
+        else:
+            store(self.tables)
         return ids
 
     def _tags(self, r: RunRecord, parent: str | None) -> dict[str, str]:
@@ -306,9 +296,8 @@ class Tracker:
                 get_artifact_repository(artifact_uri).log_artifacts(tmp)
 
     def _bulk(self, records: list[RunRecord], parent: str | None):
-        """(run ids, ``files()``, ``rows(tables)``): the chunk's rows built here, and what stores them: a
-        sweep's chunk files (its curves and run table; a run without a parent has its own, written here),
-        then its runs in one transaction."""
+        """(run ids, ``store(tables)``): the chunk's rows built here, and what stores them: its files
+        first (a run never lacks them), then its runs in one transaction."""
         runs, tags, params, metrics, latest, table = [], [], [], [], [], []
         ids = [new_run_id() for _ in records]
         uris = [f"{self.artifact_location.rstrip('/')}/{run_id}/artifacts" for run_id in ids]
@@ -341,14 +330,13 @@ class Tracker:
                               **{f"tags.{k}": v for k, v in run_tags.items()}})
         batches = curve_batches(records, ids) if parent else None
 
-        def files() -> None:
-            self._write(parent, holder, FOLDER, name, lambda p: write_batches(p, *batches))
-            self._write(parent, holder, RUN_TABLES, name, lambda p: write_run_table(p, table))
-
-        def rows(tables: Tables) -> None:
+        def store(tables: Tables) -> None:
+            if parent:
+                self._write(parent, holder, FOLDER, name, lambda p: write_batches(p, *batches))
+                self._write(parent, holder, RUN_TABLES, name, lambda p: write_run_table(p, table))
             tables.insert_runs(runs, tags, params, metrics, latest)
 
-        return ids, files, rows
+        return ids, store
 
 
 def _wait_for_writers(engine) -> None:
