@@ -237,9 +237,11 @@ class Tables:
         """params.*, metrics.* (latest values), tags.* and run info of ``ids``, one row per run."""
         import pandas as pd
 
+        from harness.store.runtable import object_strings  # strings as the run tables' reader gives them
+
         if not ids:
             return pd.DataFrame()
-        return pd.concat([self._frame(ids[i : i + 500]) for i in range(0, len(ids), 500)], ignore_index=True)
+        return object_strings(pd.concat([self._frame(ids[i : i + 500]) for i in range(0, len(ids), 500)], ignore_index=True))
 
     def _frame(self, ids: list[str]):
         import pandas as pd
