@@ -47,8 +47,8 @@ def _type(name: str):
 def read_run_tables(folders: list[Path], run_ids: list[str], skip: tuple[str, ...] = ()):
     """The rows of ``run_ids`` in the run tables of ``folders``, as one DataFrame (a column that a file
     lacks is null in its rows; a run in several files once), or None when no file holds one. Columns
-    in ``skip`` and the UI's note are left unread; strings come as categoricals (one copy of each
-    distinct value per file)."""
+    in ``skip`` and the UI's note are left unread; strings are read as dictionaries and come back as
+    object arrays, one Python string per distinct value (:func:`object_strings`)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
