@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import os
 
 from harness import analysis, metrics
 from harness import formatting as fmt
@@ -73,7 +72,7 @@ def _seeds(s: list[int]) -> str:
 
 def sweep_summary(uri: str, experiment: str, experiment_id: str, parent: str, seconds: float, expected: int) -> str:
     """One screen: runs, divergences, the best lr per (problem, configuration), where to look."""
-    from harness.store import read_runs, runs_view
+    from harness.store import read_runs, runs_view, shown_uri
     from harness.store.reader import DRAWING_ONLY
 
     rs = read_runs(uri, experiment, sweep=parent, skip=DRAWING_ONLY)
@@ -83,7 +82,7 @@ def sweep_summary(uri: str, experiment: str, experiment_id: str, parent: str, se
     extra = f" ({aside} older runs of the same members set aside)" if aside else ""
     lines = [f"\nSweep done: {len(df)} of {expected} runs in {seconds:.1f} s, {int(df['diverged'].sum())} diverged{extra}.", ""]
     lines.append(text_table(columns(TARGET), rows(bests, TARGET)))
-    shown = uri.replace("sqlite:///" + os.getcwd() + "/", "sqlite:///")  # relative when in the launch dir
+    shown = shown_uri(uri)  # relative when in the launch dir
     page = runs_view(uri, experiment_id)
     ui = f"open {page}" if uri.startswith("http") else f"mlflow ui --backend-store-uri {shown}  then open {page}"
     lines += ["", protocol_line(a),

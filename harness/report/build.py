@@ -20,7 +20,7 @@ from harness import formatting as fmt
 from harness.findings import findings
 from harness.protocol import MIN_SPLIT
 from harness.report import figures, stability_figure
-from harness.store import RunSet
+from harness.store import RunSet, shown_uri
 
 
 def table(header: list[str], rows: list[list[str]]) -> str:
@@ -312,13 +312,13 @@ def build(rs: RunSet, out: Path, name: str, target: float, tune="half", select: 
     for old in out.glob("*.png"):
         old.unlink()
     df = a.df
-    shown_uri = rs.uri.replace("sqlite:///" + os.getcwd() + "/", "sqlite:///")
+    shown = shown_uri(rs.uri)
     if rs.sweep:
         src = f"sweep `{rs.sweep}` ({rs.parents[rs.sweep]['name']})"
     else:
         src = f"the runs matching `{rs.filter}`"
     md = [f"# Optimizer report: {name}", "",
-          f"Generated {time.strftime('%Y-%m-%d %H:%M')} from {src} in experiment `{rs.experiment}` of `{shown_uri}`: "
+          f"Generated {time.strftime('%Y-%m-%d %H:%M')} from {src} in experiment `{rs.experiment}` of `{shown}`: "
           f"{len(df)} finished runs counted, {df['problem'].nunique()} problem(s), {df['config'].nunique()} configuration(s).", ""]
     md += banner(rs, len(df))
     md += ["## Findings", ""] + [f"- {f}" for f in findings(a)]

@@ -16,6 +16,7 @@ from harness.store.location import (
            resolve_uri,
            runs_view,
            seed_new_sqlite,
+           shown_uri,
 )
 from harness.store.reader import (
            RunSet,
@@ -34,4 +35,4 @@ from harness.store.writer import Tracker
 __all__ = ["CODE_FILES", "CODE_HASH", "CONFIG_HASH", "CURVES_TAG", "PARENT_TAG", "SCHEMA_REVISION", "SWEEP_HASH", "RunRecord", "RunSet", "StoreError", "Tracker",
            "check_reachable", "creation_lock", "curves_of", "experiment_name", "load_curves", "member_key", "open_client", "read_curves",
            "read_curves_file", "read_runs", "read_trajectory", "resolve_uri", "round_significand", "run_curves", "runs_view", "sample_steps",
-           "seed_new_sqlite", "ui_steps"]
+           "seed_new_sqlite", "shown_uri", "ui_steps"]

@@ -32,6 +32,11 @@ def sqlite_file(uri: str) -> Path | None:
     return Path(uri[len("sqlite:///") :])
 
 
+def shown_uri(uri: str) -> str:
+    """``uri`` as printed for the user: a sqlite file under the working directory relative to it."""
+    return uri.replace("sqlite:///" + os.getcwd() + "/", "sqlite:///")
+
+
 def experiment_name(configured: str) -> str:
     return os.environ.get("MLFLOW_EXPERIMENT_NAME") or configured
 

@@ -208,13 +208,14 @@ class BatchSweeper(Sweeper):
             check_reachable,
             experiment_name,
             resolve_uri,
+            shown_uri,
         )
         from optimizers.base import ConfigError
 
         signal.signal(signal.SIGTERM, _terminate)  # a scheduler's time limit ends the sweep like Ctrl-C
         t_start = time.perf_counter()
         uri = resolve_uri(self.config.tracking.uri)
-        shown = uri.replace("sqlite:///" + os.getcwd() + "/", "sqlite:///")
+        shown = shown_uri(uri)
         groups: list = []
         state = Validated()
         collecting = gc.isenabled()  # validation builds ~10 containers a member and frees none of them:
