@@ -282,7 +282,7 @@ def run_job(cfg: DictConfig) -> list[dict]:
 
 
 def job_rows(cfg: DictConfig):
-    """The result rows of a job's members, as they are stored."""
+    """The result rows of a job's members, part by part; the generator ends once every run is stored."""
     parent = cfg.tracking.get("parent_run_id")
     parts = batches(cfg)  # built one at a time as the loop reaches them: a sweep validated its members already
     if parent is None:  # a single run (or members given by hand): all validated before the store is touched

@@ -10,7 +10,6 @@ into one Parquet file per chunk of runs (:mod:`harness.store.curves`), written b
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -199,19 +198,14 @@ class Tracker:
 
     def _own_curves(self, records: list[RunRecord], run_ids: list[str], artifact_uris: list[str]) -> list[str]:
         """Each run's own curves file (runs without a parent); returns their :data:`CURVES_TAG`."""
-        import tempfile
-
-        out = []
-        with tempfile.TemporaryDirectory() as tmp:
-            for r, run_id, uri in zip(records, run_ids, artifact_uris):
-                write_curves(Path(tmp) / OWN_FILE, [r], [run_id])
-                self._put(run_id, uri, Path(tmp) / OWN_FILE, "")
-                out.append(f"{uri.rstrip('/')}/{OWN_FILE}")
-        return out
+        for r, run_id, uri in zip(records, run_ids, artifact_uris):
+            self._write(run_id, uri, "", OWN_FILE, lambda p, r=r, run_id=run_id: write_curves(p, [r], [run_id]))
+        return [f"{uri.rstrip('/')}/{OWN_FILE}" for uri in artifact_uris]
 
     def _write(self, run_id: str, artifact_uri: str, folder: str, name: str, write) -> None:
-        """``write(path)`` a file, then store it among a run's artifacts under ``folder`` as ``name``:
-        in a local artifact store written in place under a temporary name and renamed, whole."""
+        """``write(path)`` a file and store it among a run's artifacts under ``folder`` ('' for the root) as
+        ``name``: in a local artifact store written in place under a temporary name and renamed, whole;
+        elsewhere through MLflow (the server's client, or the artifact repository)."""
         local = local_artifact_dir(artifact_uri)
         if local is not None:
             dest = local / folder
@@ -223,24 +217,14 @@ class Tracker:
         import tempfile
 
         with tempfile.TemporaryDirectory() as tmp:
-            write(Path(tmp) / name)
-            self._put(run_id, artifact_uri, Path(tmp) / name, folder)
+            file = Path(tmp) / name
+            write(file)
+            if self.client is not None:
+                self.client.log_artifact(run_id, str(file), folder or None)
+            else:
+                from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 
-    def _put(self, run_id: str, artifact_uri: str, file: Path, folder: str) -> None:
-        """Store ``file`` among a run's artifacts, under ``folder`` ('' for the root)."""
-        local = local_artifact_dir(artifact_uri)
-        if local is not None:  # a local artifact store: move the file where MLflow would put it, whole
-            dest = local / folder
-            dest.mkdir(parents=True, exist_ok=True)
-            part = dest / f".{file.name}.part"
-            shutil.copyfile(file, part)
-            os.replace(part, dest / file.name)
-        elif self.client is not None:
-            self.client.log_artifact(run_id, str(file), folder or None)
-        else:
-            from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
-
-            get_artifact_repository(artifact_uri).log_artifact(str(file), folder or None)
+                get_artifact_repository(artifact_uri).log_artifact(str(file), folder or None)
 
     def _through_client(self, records: list[RunRecord], parent: str | None) -> list[str]:
         """Runs through the client (an MLflow server): all created, the chunk's curves stored, then each
