@@ -6,7 +6,7 @@ The sweep (issue 10's): 5 optimizers (gd, momentum, nesterov, rmsprop, adam) x 2
 (1e-5 ... 1, log-spaced) x S seeds on 2-D Rosenbrock, 2,000 steps, from the command line into a fresh
 sqlite store. Printed per size: wall time, the sweep's own "validated in" time, the store (database
 file plus artifact files, in bytes; and `du` of both, which counts whole disk blocks) per run, and the
-peak resident memory of the process; then the growth from one size to the next (time and memory
+peak resident memory of the process and its children together; then the growth from one size to the next (time and memory
 against runs: linear time is x10 per x10 runs, flat memory x1.0). Then, on the largest store: the
 report end to end (`python -m harness.report`, median of --reps) and with `--filter
 "params.optimizer = 'adam'"`, and one more run (`python -m harness`) against `python -c "import
@@ -28,6 +28,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -49,15 +50,40 @@ assert len(df) > 0
 
 
 def timed(cmd: list[str], cwd: str, env: dict | None = None) -> tuple[float, int, str]:
-    """(wall seconds, peak RSS in bytes, stdout) of a command, failing loudly."""
+    """(wall seconds, peak resident bytes, stdout) of a command, failing loudly. The peak is that of the
+    command and its child processes together (a sqlite store's writer process): the most their resident
+    memory summed to, sampled every 0.1 s, or the command's own peak if that is more."""
     t = time.perf_counter()
     p = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    tree, done = [0], threading.Event()
+    sampler = threading.Thread(target=_sample_tree, args=(p.pid, tree, done), daemon=True)
+    sampler.start()
     out = p.stdout.read()
     _, status, usage = os.wait4(p.pid, 0)
     dt = time.perf_counter() - t
+    done.set()
+    sampler.join()
     if os.waitstatus_to_exitcode(status) != 0:
         sys.exit(f"failed: {' '.join(cmd)}\n{out[-3000:]}")
-    return dt, usage.ru_maxrss * 1024, out
+    return dt, max(usage.ru_maxrss * 1024, tree[0]), out
+
+
+def _sample_tree(pid: int, peak: list[int], done: threading.Event) -> None:
+    page = os.sysconf("SC_PAGE_SIZE")
+    while not done.wait(0.1):
+        stats = {}
+        for d in os.listdir("/proc"):
+            try:
+                fields = open(f"/proc/{d}/stat").read().rsplit(")", 1)[1].split() if d.isdigit() else None
+            except OSError:
+                continue
+            if fields:
+                stats[int(d)] = (int(fields[1]), int(fields[21]) * page)  # parent pid, resident bytes
+        tree, grew = {pid}, True
+        while grew:
+            more = {p for p, (parent, _) in stats.items() if parent in tree} - tree
+            tree, grew = tree | more, bool(more)
+        peak[0] = max(peak[0], sum(stats[p][1] for p in tree if p in stats))
 
 
 def sweep_cmd(tmp: str, seeds: int) -> list[str]:

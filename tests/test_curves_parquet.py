@@ -284,6 +284,7 @@ def test_a_batch_bigger_than_a_transaction_writes_a_file_per_transaction(tmp_pat
     t = Tracker(uri, "harness")
     parent = t.start_parent("sweep", {"harness.sweep": "true"})
     ids = t.log_runs(iter(recs), parent)
+    t.close()  # the chunks are stored
     t.end(parent)
     c = MlflowClient(uri)
     files = [f"{c.get_run(parent).info.artifact_uri}/{a.path}" for a in c.list_artifacts(parent, "curves")]

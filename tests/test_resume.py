@@ -69,7 +69,25 @@ def interrupt(d, uri: str, how: str, launcher: list[str]) -> subprocess.Complete
     else:
         os.killpg(p.pid, signal.SIGKILL)
         pytest.fail("worker processes outlived the interrupted sweep")
+    while writers_of(d) and time.time() < deadline:  # a store's writer process (a session of its own) ends once its chunks are in
+        time.sleep(0.2)
+    assert not writers_of(d), "the store's writer process outlived the interrupted sweep"
     return subprocess.CompletedProcess(p.args, p.returncode, out, err)
+
+
+def writers_of(d) -> list[int]:
+    """Pids of the store writer processes (harness/store/process.py) writing a store under ``d``."""
+    from pathlib import Path
+
+    out = []
+    for proc in Path("/proc").iterdir():
+        try:
+            cmd = (proc / "cmdline").read_bytes() if proc.name.isdigit() else b""
+        except OSError:
+            continue
+        if b"harness.store.process" in cmd and str(d).encode() in cmd:
+            out.append(int(proc.name))
+    return out
 
 
 @pytest.mark.parametrize("how, launcher", [("kill -9", []), ("Ctrl-C", []), ("SIGTERM", []), ("kill -9", JOBLIB), ("Ctrl-C", JOBLIB)],

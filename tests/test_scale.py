@@ -105,48 +105,55 @@ def _stored(t, parent) -> dict[str, str]:
     return t.tables.member_status(t.experiment_id, parent)
 
 
-def test_a_sweeps_chunks_are_written_by_a_thread_and_all_stored_when_the_job_returns(tmp_path, monkeypatch):
-    import threading
+def _writer_processes() -> list[int]:
+    """Pids of this process's children running the store's writer process."""
+    import os
+    from pathlib import Path
 
+    out = []
+    for d in Path("/proc").iterdir():
+        try:
+            if d.name.isdigit() and int((d / "stat").read_text().rsplit(")", 1)[1].split()[1]) == os.getpid() and \
+                    b"harness.store.process" in (d / "cmdline").read_bytes():
+                out.append(int(d.name))
+        except (OSError, ValueError, IndexError):
+            pass
+    return out
+
+
+def test_a_sweeps_chunks_are_inserted_by_a_writer_process_and_all_stored_when_the_job_returns(tmp_path, monkeypatch):
     from harness.store import tables as tables_module
     from harness.store import writer
 
     monkeypatch.setattr(writer, "CHUNK", 3)  # 10 runs: 4 chunks
     cfg, t, parent = _sweep_job(tmp_path, 5)
-    threads = []
+    here = []
     real = tables_module.Tables.insert_runs
-
-    def insert(self, runs, *rest):
-        threads.append(threading.current_thread())
-        return real(self, runs, *rest)
-
-    monkeypatch.setattr(tables_module.Tables, "insert_runs", insert)
-    assert job.tally(job.job_rows(cfg)) == {"runs": 10, "diverged": 0}
-    assert [th.name for th in threads] == ["harness-store-writer"] * 4 and len(set(threads)) == 1  # one thread, not the job's
+    monkeypatch.setattr(tables_module.Tables, "insert_runs", lambda self, runs, *rest: (here.append(len(runs)), real(self, runs, *rest)))
+    rows = job.job_rows(cfg)
+    first = next(rows)  # the first part is computed and handed to the writers
+    assert len(_writer_processes()) == 1
+    assert job.tally([first, *rows]) == {"runs": 10, "diverged": 0}
+    assert here == []  # no member row was inserted by the job's own process
     assert list(_stored(t, parent).values()) == ["FINISHED"] * 10  # every run in the store when the job returned
-    assert not threads[0].is_alive()  # the thread ended with the job
+    assert _writer_processes() == []  # the process ended with the job
 
 
-def test_a_failure_in_the_writer_thread_fails_the_job_and_leaves_whole_chunks_only(tmp_path, monkeypatch):
-    from harness.store import tables as tables_module
+def test_a_failure_in_the_writer_process_fails_the_job_and_leaves_whole_chunks_only(tmp_path, monkeypatch):
+    import sqlite3
+
     from harness.store import writer
+    from harness.store.process import WriterError
 
     monkeypatch.setattr(writer, "CHUNK", 3)
     cfg, t, parent = _sweep_job(tmp_path, 5)
-    real, calls = tables_module.Tables.insert_runs, []
-
-    def insert(self, runs, *rest):
-        calls.append(len(runs))
-        if len(calls) == 2:
-            raise OSError("disk full")
-        return real(self, runs, *rest)
-
-    monkeypatch.setattr(tables_module.Tables, "insert_runs", insert)
-    with pytest.raises(OSError, match="disk full"):
+    with sqlite3.connect(t.tables.source) as db:  # the second chunk's inserts fail inside the writer process
+        db.execute("CREATE TRIGGER full BEFORE INSERT ON runs WHEN (SELECT count(*) FROM runs) >= 4 BEGIN SELECT RAISE(ABORT, 'disk full'); END")
+    with pytest.raises(WriterError, match="disk full"):
         job.run_job(cfg)
-    assert calls == [3, 3]  # nothing is inserted after the failure
     status = _stored(t, parent)
     assert len(status) == 3 and set(status.values()) == {"FINISHED"}  # the first chunk whole, the failed one not at all
+    assert _writer_processes() == []
 
 
 def test_the_summary_reads_fewer_columns_into_object_arrays_and_ranks_the_same(tmp_path):

@@ -1,11 +1,11 @@
-"""One writer thread per job: a chunk of runs is stored (its Parquet files encoded and compressed, its rows
-inserted in one transaction) while the job prepares the next chunk or computes the next part
-(:meth:`harness.store.writer.Tracker.log_runs`). A second thread, encoding the files apart from the
-inserts, measured no faster at 100,000 runs (107.4 s against 107.1 s, interleaved).
+"""One writer thread per job: a chunk of runs is stored (its Parquet files encoded and compressed, then its
+rows inserted in one transaction) while the job prepares the next chunk or computes the next part
+(:meth:`harness.store.writer.Tracker.log_runs`).
 
-Both halves of that work release the GIL for most of their time (pyarrow's encoder, sqlite's B-trees),
-so on two cores a 100,000-run sweep's store writes overlap its Python. At most one chunk waits while
-another is written, so memory holds three chunks at most, however many runs the job has.
+pyarrow's encoder releases the GIL for most of its time, so the files' work overlaps the job's Python.
+sqlite's inserts do not (``executemany`` takes the GIL back for each row), so a sqlite store's rows go
+on from this thread to a writer process (:mod:`harness.store.process`); a database server's are
+inserted from here (the server does their work). At most one chunk waits while another is written.
 
 A failure in the thread is raised in the job at its next :meth:`Background.submit` or at
 :meth:`Background.close`; after one, the chunks still waiting are dropped (each chunk is one

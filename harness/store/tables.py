@@ -75,7 +75,7 @@ class Tables:
 
     def __init__(self, conn, mark: str = "?", sqlite: bool = False, source=None):
         self.conn, self.mark, self.sqlite = conn, mark, sqlite
-        self._source = source  # the sqlite file or the SQLAlchemy engine: what :meth:`another` connects to
+        self.source = source  # the sqlite file or the SQLAlchemy engine: what :meth:`another` connects to
 
     @classmethod
     def open_sqlite(cls, path: Path) -> Tables | None:
@@ -104,7 +104,7 @@ class Tables:
 
     def another(self) -> Tables:
         """The same tables behind a connection of their own (a writer thread's)."""
-        return Tables.open_sqlite(self._source) if self.sqlite else Tables.of_engine(self._source)
+        return Tables.open_sqlite(self.source) if self.sqlite else Tables.of_engine(self.source)
 
     def close(self) -> None:
         self.conn.close()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
+from functools import partial
 from pathlib import Path
 
 from harness.store.background import Background
@@ -34,7 +35,8 @@ class Tracker:
         self.client = self.tables = None
         self._holders: dict[str, str] = {}  # parent run id -> its artifact URI
         self._writer: Background | None = None  # stores a sweep's chunks while the job goes on (bulk path)
-        self._writer_tables: Tables | None = None  # the writer thread's own connection
+        self._writer_tables: Tables | None = None  # the writer thread's own connection to a database server
+        self._inserts = None  # a sqlite store's WriterProcess: the process inserting the rows
         with creation_lock(uri):  # one process creates a new store and a new experiment
             path = sqlite_file(uri)
             if path is not None:
@@ -153,6 +155,9 @@ class Tracker:
                 self._writer.close(drop)
             finally:
                 self._writer = None
+                inserts, self._inserts = self._inserts, None
+                if inserts is not None:  # the chunks it was sent are stored, interrupted or not
+                    inserts.close()
                 if self._writer_tables is not None:
                     self._writer_tables.close()
                     self._writer_tables = None
@@ -160,14 +165,31 @@ class Tracker:
     def _chunk(self, records: list[RunRecord], parent: str | None) -> list[str]:
         if self.tables is None:
             return self._through_client(records, parent)
-        ids, store = self._bulk(records, parent)
-        if parent:
-            if self._writer is None:
-                self._writer, self._writer_tables = Background("harness-store-writer"), self.tables.another()
-            self._writer.submit(lambda: store(self._writer_tables))
-        else:
-            store(self.tables)
+        ids, files, rows = self._bulk(records, parent)
+        if not parent:
+            self.tables.insert_runs(*rows)
+            return ids
+        if self._writer is None:
+            self._writer = Background("harness-store-writer")
+            if self.tables.sqlite:  # a process of its own: sqlite's inserts in a thread take the job's GIL row by row
+                # imported here, not by the package: the module is the writer process's __main__
+                from harness.store.process import WriterProcess
+
+                self._inserts = WriterProcess(self.tables.source)
+            else:  # a database server does the inserts' work in its own process already
+                self._writer_tables = self.tables.another()
+        self._writer.submit(partial(self._store, files, rows))
         return ids
+
+    def _store(self, files: list[tuple], rows: tuple) -> None:
+        """In the writer thread: a chunk's files (encoding releases the GIL), then its rows (in the writer
+        process of a sqlite store, else through the thread's own connection)."""
+        for artifact_uri, folder, name, write in files:
+            put_file(artifact_uri, folder, name, write)
+        if self._inserts is not None:
+            self._inserts.submit(partial(insert_runs, rows))
+        else:
+            self._writer_tables.insert_runs(*rows)
 
     def _tags(self, r: RunRecord, parent: str | None) -> dict[str, str]:
         tags = {"mlflow.runName": r.name, "mlflow.user": user(), "mlflow.source.name": "harness", **r.tags}
@@ -203,28 +225,8 @@ class Tracker:
         return [f"{uri.rstrip('/')}/{OWN_FILE}" for uri in artifact_uris]
 
     def _write(self, run_id: str, artifact_uri: str, folder: str, name: str, write) -> None:
-        """``write(path)`` a file and store it among a run's artifacts under ``folder`` ('' for the root) as
-        ``name``: in a local artifact store written in place under a temporary name and renamed, whole;
-        elsewhere through MLflow (the server's client, or the artifact repository)."""
-        local = local_artifact_dir(artifact_uri)
-        if local is not None:
-            dest = local / folder
-            dest.mkdir(parents=True, exist_ok=True)
-            part = dest / f".{name}.part"
-            write(part)
-            os.replace(part, dest / name)
-            return
-        import tempfile
-
-        with tempfile.TemporaryDirectory() as tmp:
-            file = Path(tmp) / name
-            write(file)
-            if self.client is not None:
-                self.client.log_artifact(run_id, str(file), folder or None)
-            else:
-                from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
-
-                get_artifact_repository(artifact_uri).log_artifact(str(file), folder or None)
+        """:func:`put_file`, through the server's client when there is one."""
+        put_file(artifact_uri, folder, name, write, None if self.client is None else partial(self.client.log_artifact, run_id))
 
     def _through_client(self, records: list[RunRecord], parent: str | None) -> list[str]:
         """Runs through the client (an MLflow server): all created, the chunk's curves stored, then each
@@ -280,8 +282,8 @@ class Tracker:
                 get_artifact_repository(artifact_uri).log_artifacts(tmp)
 
     def _bulk(self, records: list[RunRecord], parent: str | None):
-        """(run ids, ``store(tables)``): the chunk's rows built here, and what stores them: its files
-        first (a run never lacks them), then its runs in one transaction."""
+        """(run ids, files, rows) of a chunk: its files [(artifact URI, folder, name, ``write(path)``)],
+        stored first (a run never lacks them), then its rows for :meth:`Tables.insert_runs`, one transaction."""
         runs, tags, params, metrics, latest, table = [], [], [], [], [], []
         ids = [new_run_id() for _ in records]
         uris = [f"{self.artifact_location.rstrip('/')}/{run_id}/artifacts" for run_id in ids]
@@ -312,15 +314,40 @@ class Tracker:
                               **{f"params.{k}": v for k, v in run_params.items()},
                               **{f"metrics.{k}": float(values[i]) for k, i in last.items()},
                               **{f"tags.{k}": v for k, v in run_tags.items()}})
-        batches = curve_batches(records, ids) if parent else None
+        schema, batches = curve_batches(records, ids) if parent else (None, None)
+        files = [(holder, FOLDER, name, partial(write_batches, schema=schema, batches=batches)),
+                 (holder, RUN_TABLES, name, partial(write_run_table, rows=table))] if parent else []
+        return ids, files, (runs, tags, params, metrics, latest)
 
-        def store(tables: Tables) -> None:
-            if parent:
-                self._write(parent, holder, FOLDER, name, lambda p: write_batches(p, *batches))
-                self._write(parent, holder, RUN_TABLES, name, lambda p: write_run_table(p, table))
-            tables.insert_runs(runs, tags, params, metrics, latest)
 
-        return ids, store
+def insert_runs(rows: tuple, tables: Tables) -> None:
+    """:meth:`Tables.insert_runs` as the writer process runs it (picklable, with its connection last)."""
+    tables.insert_runs(*rows)
+
+
+def put_file(artifact_uri: str, folder: str, name: str, write, log_artifact=None) -> None:
+    """``write(path)`` a file and store it among a run's artifacts under ``folder`` ('' for the root) as
+    ``name``: in a local artifact store written in place under a temporary name and renamed, whole;
+    elsewhere through MLflow (``log_artifact(path, folder)`` of a server's client, or the artifact repository)."""
+    local = local_artifact_dir(artifact_uri)
+    if local is not None:
+        dest = local / folder
+        dest.mkdir(parents=True, exist_ok=True)
+        part = dest / f".{name}.part"
+        write(part)
+        os.replace(part, dest / name)
+        return
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        file = Path(tmp) / name
+        write(file)
+        if log_artifact is not None:
+            log_artifact(str(file), folder or None)
+        else:
+            from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+            get_artifact_repository(artifact_uri).log_artifact(str(file), folder or None)
 
 
 def _wait_for_writers(engine) -> None:
