@@ -173,7 +173,7 @@ def prepare(raw: pd.DataFrame, proto: Protocol | None = None, tune="half", selec
     config (labels), optimizer, lr, seed, has_fstar, final, score, select_score, diverged, global,
     tuning, reporting (protocol rules 1-3)."""
     proto = proto if proto is not None else Protocol()
-    df = count_once(raw, proto).copy()
+    df = count_once(raw, proto).copy(deep=False)  # columns are added, none changed in place (copy-on-write)
     df["lr"] = df["params.lr"].astype(float)
     df["seed"] = df["params.seed"].astype(int)
     df["problem_name"] = df["params.problem"].astype(str)

@@ -63,24 +63,34 @@ def identity(df: pd.DataFrame) -> pd.Series:
 
 
 def count_once(df: pd.DataFrame, proto: Protocol) -> pd.DataFrame:
-    """Rule 1: of runs that are the same experiment keep the newest; never pool code versions."""
-    df = df.sort_values("start_time", ascending=False, kind="stable") if "start_time" in df else df
-    code = df["tags.harness.code_hash"].fillna("not recorded") if "tags.harness.code_hash" in df else pd.Series("", index=df.index)
-    ident = identity(df)
+    """Rule 1: of runs that are the same experiment keep the newest; never pool code versions. The rule
+    reads a few columns in newest-first order; the frame itself is copied once, if at all."""
+    n = len(df)
+    order = (df["start_time"].reset_index(drop=True).sort_values(ascending=False, kind="stable").index.to_numpy()
+             if "start_time" in df else np.arange(n))  # positions, newest first
+
+    def newest_first(s: pd.Series) -> pd.Series:
+        return s.iloc[order].reset_index(drop=True)
+
+    code = newest_first(df["tags.harness.code_hash"].fillna("not recorded") if "tags.harness.code_hash" in df else pd.Series("", index=df.index))
+    ident = newest_first(identity(df))
     dup = ident.duplicated()
     older = dup & (code != code.groupby(ident).transform("first"))
     proto.duplicates = int((dup & ~older).sum())
-    what = [df[c].fillna("") for c in ("params.problem", "params.optimizer", "params.problem._target_", "params.optimizer._target_") if c in df]
-    newest = code.groupby(what).transform("first")  # sorted newest first
+    what = [newest_first(df[c].fillna("")) for c in ("params.problem", "params.optimizer", "params.problem._target_", "params.optimizer._target_") if c in df]
+    newest = code.groupby(what).transform("first")
     older |= ~dup & (code != newest)
-    for (prob, opt), n in df[older].groupby(["params.problem", "params.optimizer"]).size().items():
-        proto.older_code[f"{prob} / {opt}"] = int(n)
-    return df[~dup & ~older].sort_index()
+    for (prob, opt), k in df.iloc[order[older.to_numpy()]].groupby(["params.problem", "params.optimizer"]).size().items():
+        proto.older_code[f"{prob} / {opt}"] = int(k)
+    keep = np.empty(n, dtype=bool)
+    keep[order] = (~dup & ~older).to_numpy()
+    out = df if keep.all() else df[keep]
+    return out if out.index.is_monotonic_increasing else out.sort_index()
 
 
 def split_seeds(df: pd.DataFrame, tune: str | int, proto: Protocol) -> pd.DataFrame:
     """Rule 2: mark each run ``tuning`` and/or ``reporting`` from its problem's seeds."""
-    df = df.copy()
+    df = df.copy(deep=False)  # new columns only (copy-on-write keeps the caller's frame as it was)
     df["tuning"] = df["reporting"] = True
     for prob, g in df.groupby("problem"):
         seeds = sorted(g["seed"].unique())
@@ -107,7 +117,7 @@ def selection(df: pd.DataFrame, select: str, proto: Protocol) -> pd.DataFrame:
     """Rule 3: the column ``select_score`` (lower is better; +inf for a diverged run) per run."""
     if select != "auto" and select not in selectable():
         raise ProtocolError(f"--select={select!r} is not allowed; allowed: auto, {', '.join(selectable())}")
-    df = df.copy()
+    df = df.copy(deep=False)  # a new column only
     df["select_score"] = math.inf
     for prob, g in df.groupby("problem"):
         metric = select if select != "auto" else _default_metric(g)

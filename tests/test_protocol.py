@@ -84,6 +84,28 @@ def grid(opt: str, values: dict, seeds=range(4), **extra) -> list[dict]:
 
 
 # ---- 2. tune on some seeds, report on others --------------------------------------------------
+def test_count_once_keeps_the_newest_of_each_experiment_from_the_newest_code_in_any_row_order():
+    """Rule 1 on a frame in no particular order, with repeated index labels (as concatenated reads give):
+    the newest run of each experiment is kept, never a run of older code, rows in index order."""
+    from harness.protocol import Protocol, count_once
+
+    rows = [  # (index label, seed, code, start_time)
+        (5, 0, "new", 30), (5, 0, "new", 10),  # the same experiment twice: the later one stays
+        (2, 1, "new", 20),
+        (9, 2, "old", 2),  # older code (the newest run is of "new"): set aside
+        (1, 2, "new", 5),
+        (7, 3, "old", 1),  # older code of an experiment without a run of the newest code: set aside too
+    ]
+    df = pd.DataFrame({"params.problem": "quadratic", "params.optimizer": "adam", "params.lr": "0.1",
+                       "params.seed": [str(r[1]) for r in rows], "tags.harness.code_hash": [r[2] for r in rows],
+                       "start_time": [r[3] for r in rows], "marker": range(len(rows))}, index=[r[0] for r in rows])
+    proto = Protocol()
+    kept = count_once(df, proto)
+    assert list(kept["marker"]) == [4, 2, 0]  # start times 5, 20 and 30, in index order 1, 2, 5
+    assert proto.duplicates == 1 and proto.older_code == {"quadratic / adam": 2}
+    assert len(df) == 6 and "tuning" not in df  # the caller's frame is left as it was
+
+
 def test_the_lr_is_chosen_on_tuning_seeds_and_reported_on_the_others():
     # seeds 0, 1 (tuning) favour lr=0.1; on seeds 2, 3 (reporting) it did worse: the report says so
     a = analysis.analyse(runs(grid("gd", {0.1: [1e-9, 1e-9, 1e-2, 3e-2], 0.01: [1e-4] * 4})), 1e-6)

@@ -74,7 +74,8 @@ def read_run_tables(folders: list[Path], run_ids: list[str], skip: tuple[str, ..
         return None
     t = pa.concat_tables(parts, promote_options="permissive")
     del parts
-    return object_strings(t.to_pandas(split_blocks=True, self_destruct=True)).drop_duplicates("run_id")
+    df = object_strings(t.to_pandas(split_blocks=True, self_destruct=True))
+    return df.drop_duplicates("run_id") if df["run_id"].duplicated().any() else df  # a copy only when needed
 
 
 def object_strings(df):
