@@ -7,8 +7,9 @@ The sweep (issue 10's): 5 optimizers (gd, momentum, nesterov, rmsprop, adam) x 2
 sqlite store. Printed per size: wall time, the sweep's own "validated in" time, the store (database
 file plus artifact files, in bytes; and `du` of both, which counts whole disk blocks) per run, and the
 peak resident memory of the process and its children together; then the growth from one size to the next (time and memory
-against runs: linear time is x10 per x10 runs, flat memory x1.0). Then, on the largest store: the
-report end to end (`python -m harness.report`, median of --reps) and with `--filter
+against runs: linear time is x10 per x10 runs, flat memory x1.0). Then, on the largest store: reading
+the runs back (from the run tables and from MLflow's tables), the sweep's closing summary alone (read
+and analyse, its time and peak memory), the report end to end (`python -m harness.report`, median of --reps) and with `--filter
 "params.optimizer = 'adam'"`, and one more run (`python -m harness`) against `python -c "import
 torch"` (medians of --reps, interleaved).
 
@@ -46,6 +47,15 @@ t = Tables.open_sqlite(Path({db!r}))
 sweep = t.latest_sweep("1")
 df = _sweep_frame(t, "1", sweep) if {how!r} == "run_tables" else t.frame(t.members("1", sweep))
 assert len(df) > 0
+"""
+
+SUMMARY = """
+from harness import analysis
+from harness.store import read_runs
+from harness.store.reader import DRAWING_ONLY
+rs = read_runs("sqlite:///{db}", "harness", skip=DRAWING_ONLY)
+a = analysis.analyse(rs.runs, analysis.DEFAULT_TARGET)
+assert len(a.bests) > 0
 """
 
 
@@ -161,6 +171,8 @@ def main() -> None:
     (t_rt, m_rt, _), (t_ml, m_ml, _) = reads["run_tables"], reads["mlflow_tables"]
     print(f"reading the {n} runs back (process start included): from the run tables {t_rt:.1f} s, {m_rt / 2**20:.0f} MB peak; "
           f"from MLflow's tables {t_ml:.1f} s, {m_ml / 2**20:.0f} MB peak: x{t_ml / t_rt:.1f} the time")
+    t_su, m_su, _ = timed([sys.executable, "-c", SUMMARY.format(db=f"{keep}/s.db")], keep)
+    print(f"the sweep's closing summary alone (read and analyse the {n} runs, as harness/summary.py does): {t_su:.1f} s, {m_su / 2**20:.0f} MB peak")
     print(f"report over {n} runs: {R:.1f} s; with --filter over the {n // 5} adam runs: {F:.1f} s (medians of {a.reps}, process start included)")
     print(f"one run into that store: {ONE:.2f} s; `import torch` alone {IMP:.2f} s -> {ONE - IMP:.2f} s beyond it, x{ONE / IMP:.2f} (medians of {a.reps})")
     at = {r[0]: r for r in rows}
