@@ -123,6 +123,27 @@ def test_interrupted_sweep_resumes_to_the_uninterrupted_result(tmp_path, referen
         assert fresh.returncode == 0 and len(members(uri)[0]) == 2 and len(members(uri)[1]) == 2 * TOTAL
 
 
+def test_ctrl_c_after_the_last_job_ends_the_parent_and_says_every_run_is_stored(tmp_path):
+    """Once the last job has finished, every run is stored: a Ctrl-C while the parent run is ended, or while
+    the summary reads the runs (a minute at a million runs), leaves the parent FINISHED, says so and points
+    to the report, instead of "nothing was stored" (and a parent left RUNNING)."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")} | {"PYTHONUNBUFFERED": "1"}
+    p = subprocess.Popen([sys.executable, "-m", "harness", f"tracking.uri={uri}", *SWEEP], cwd=tmp_path, env=env,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=terminal_sigint, start_new_session=True)
+    for line in p.stdout:
+        if f"[{TOTAL}/{TOTAL} runs]" in line:
+            break
+    os.killpg(p.pid, signal.SIGINT)  # the summary imports pandas and reads the runs: most of a second
+    _, err = p.communicate(timeout=60)
+    parents, kids = members(uri)
+    assert p.returncode == 130 and "Traceback" not in err and "nothing was stored" not in err, err
+    assert len(kids) == TOTAL and all(r.info.status == "FINISHED" for r in kids) and parents[0].info.status == "FINISHED"
+    last = err.strip().splitlines()[-1]
+    assert last == (f"interrupted: all {TOTAL} runs are stored under sweep {parents[0].info.run_id} in sqlite:///mlflow.db; "
+                    "the summary and more: python -m harness.report"), last  # the default store of its directory: no --uri
+
+
 @pytest.mark.parametrize("sig, after", [(signal.SIGINT, 0.3), (signal.SIGINT, 2.0), (signal.SIGTERM, 2.0)],
                          ids=["Ctrl-C while importing", "Ctrl-C while validating", "SIGTERM while validating"])
 def test_interrupt_while_starting_stores_nothing(tmp_path, sig, after):

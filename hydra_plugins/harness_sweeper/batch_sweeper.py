@@ -200,10 +200,10 @@ class BatchSweeper(Sweeper):
 
     # 2. validate everything, then run group by group ----------------------------------
     def sweep(self, arguments: list[str]) -> Any:
+        from harness.interrupts import deferred_interrupts
         from harness.plan import batches
         from harness.store import (
             CODE_FILES,
-            SWEEP_HASH,
             Tracker,
             check_reachable,
             experiment_name,
@@ -248,6 +248,7 @@ class BatchSweeper(Sweeper):
         code_files = json.dumps(state.code_files(), sort_keys=True)
         sweep_hash = hashlib.sha256("\n".join(sorted(state.all_hashes())).encode()).hexdigest()[:20]
         parent = tracker.find_sweep(sweep_hash) if self.config.tracking.get("resume", True) else None
+        resumed = None
         if parent is not None:  # the same sweep ran before: run only the members not stored yet, or stored from other code
             stored = tracker.stored_hashes(parent)
             todo = state.todo(stored)  # per group: its members not stored from the current code
@@ -258,53 +259,50 @@ class BatchSweeper(Sweeper):
                       "(tracking.resume=false starts a fresh sweep).")
                 return []
             stale = state.stale(stored, todo)  # the code files of each member stored from other code
-            n_todo = sum(len(ms) for _, ms in groups)
-            old_files = json.loads(tracker.tags_of(parent).get(CODE_FILES) or "{}")
-            tracker.reopen(parent)
-            from harness.provenance import tags as provenance
-
-            tracker.set_tags(parent, {CODE_FILES: code_files, **provenance(), **self.search_tag()})
-            log.info(resume_line(parent, total, total - n_todo, stale, old_files))
-        else:
-            from harness.provenance import tags as provenance
-
-            name = f"sweep {time.strftime('%Y-%m-%d %H:%M:%S')} ({total} runs)"
-            parent = tracker.start_parent(name, {"harness.sweep": "true", "harness.runs": str(total), SWEEP_HASH: sweep_hash,
-                                                 CODE_FILES: code_files, **provenance(), **self.search_tag()})
+            resumed = resume_line(parent, total, total - sum(len(ms) for _, ms in groups), stale, json.loads(tracker.tags_of(parent).get(CODE_FILES) or "{}"))
         todo = sum(len(m) for _, m in groups)
         workers = self.workers()
         if workers > len(groups):
             groups = split(groups, workers)
             log.info(f"Split into {len(groups)} batched jobs for {workers} workers")
-        extra = [f"tracking.uri={_quote(uri)}", f"+tracking.parent_run_id={parent}", "+tracking.swept=[" + ",".join(_quote(k) for k in self.swept) + "]"]
-        os.environ["HARNESS_SWEEP_PID"] = str(os.getpid())  # workers end with this process (harness/__main__.py)
         status, results, failed = "FAILED", {"runs": 0, "diverged": 0}, []
         before = total - todo
         try:
-            if self.parallel:  # every group at once; progress comes from the store
-                batch = [self.job_overrides(c, m, extra, i) for i, (c, m) in enumerate(groups)]
-                with Progress(tracker, parent, before, todo):
-                    returns: Sequence[JobReturn] = self.launcher.launch(batch, initial_job_idx=0)
-                failed = self.collect(groups, returns, results)
-            else:
-                done, t0 = 0, time.perf_counter()
-                for i, (common, members) in enumerate(groups):
-                    job = [self.job_overrides(common, members, extra, i)]
-                    failed += self.collect([(common, members)], self.launcher.launch(job, initial_job_idx=i), results)
-                    done += len(members)
-                    el = time.perf_counter() - t0
-                    eta = el / done * (todo - done)
-                    div = results["diverged"]
-                    log.info(f"[{done}/{todo} runs] {i + 1}/{len(groups)} jobs, {div} diverged, {el:.1f} s elapsed, ETA {eta:.1f} s")
-            status = "FAILED" if failed else "FINISHED"
-        except KeyboardInterrupt:
+            try:
+                with deferred_interrupts():  # the parent is RUNNING only inside this try, whose finally ends it
+                    parent = self.open_parent(tracker, parent, resumed, total, sweep_hash, code_files)
+                extra = [f"tracking.uri={_quote(uri)}", f"+tracking.parent_run_id={parent}", "+tracking.swept=[" + ",".join(_quote(k) for k in self.swept) + "]"]
+                os.environ["HARNESS_SWEEP_PID"] = str(os.getpid())  # workers end with this process (harness/__main__.py)
+                if self.parallel:  # every group at once; progress comes from the store
+                    batch = [self.job_overrides(c, m, extra, i) for i, (c, m) in enumerate(groups)]
+                    with Progress(tracker, parent, before, todo):
+                        returns: Sequence[JobReturn] = self.launcher.launch(batch, initial_job_idx=0)
+                    failed = self.collect(groups, returns, results)
+                else:
+                    done, t0 = 0, time.perf_counter()
+                    for i, (common, members) in enumerate(groups):
+                        job = [self.job_overrides(common, members, extra, i)]
+                        failed += self.collect([(common, members)], self.launcher.launch(job, initial_job_idx=i), results)
+                        done += len(members)
+                        el = time.perf_counter() - t0
+                        eta = el / done * (todo - done)
+                        div = results["diverged"]
+                        log.info(f"[{done}/{todo} runs] {i + 1}/{len(groups)} jobs, {div} diverged, {el:.1f} s elapsed, ETA {eta:.1f} s")
+                status = "FAILED" if failed else "FINISHED"
+            except KeyboardInterrupt:
+                status = "KILLED"
+            except Exception as e:
+                if not _interrupted(e):
+                    raise
+                status = "KILLED"
+            finally:
+                if parent is not None:
+                    with deferred_interrupts():  # the status is written whole; a Ctrl-C meanwhile is raised after it
+                        tracker.end(parent, status)
+        except KeyboardInterrupt:  # once the parent's status was written
+            if status == "FINISHED":
+                _stop(f"interrupted: all {total} runs are stored under sweep {parent} in {shown}; the summary and more: {self.report_command(uri)}")
             status = "KILLED"
-        except Exception as e:
-            if not _interrupted(e):
-                raise
-            status = "KILLED"
-        finally:
-            tracker.end(parent, status)
         if status != "FINISHED":
             n = len(tracker.stored_hashes(parent) & state.member_keys())
             where = f"{n} of {total} runs are stored under sweep {parent} in {shown}"
@@ -320,12 +318,33 @@ class BatchSweeper(Sweeper):
         from harness.summary import sweep_summary
 
         del state, groups  # the members' validation state: 1,000,000 members hold ~200 MB
-        give_back_memory()
-        text = sweep_summary(uri, tracker.experiment_name, tracker.experiment_id, parent, time.perf_counter() - t_start, total)
-        if uri != resolve_uri(None):
-            text = text.replace("python -m harness.report", f"python -m harness.report --uri {uri}")
-        print(text)
+        try:  # every run is stored by now: a Ctrl-C here (a million runs take a minute to summarise) loses nothing
+            give_back_memory()
+            text = sweep_summary(uri, tracker.experiment_name, tracker.experiment_id, parent, time.perf_counter() - t_start, total)
+        except KeyboardInterrupt:
+            _stop(f"interrupted: all {total} runs are stored under sweep {parent} in {shown}; the summary and more: {self.report_command(uri)}")
+        print(text.replace("python -m harness.report", self.report_command(uri)))
         return results
+
+    @staticmethod
+    def report_command(uri: str) -> str:
+        from harness.store import resolve_uri
+
+        return "python -m harness.report" + ("" if uri == resolve_uri(None) else f" --uri {uri}")
+
+    def open_parent(self, tracker, parent: str | None, resumed: str | None, total: int, sweep_hash: str, code_files: str) -> str:
+        """The sweep's parent run, RUNNING: ``parent`` reopened (``resumed``: the line saying what reruns), or a new one."""
+        from harness.provenance import tags as provenance
+        from harness.store import CODE_FILES, SWEEP_HASH
+
+        if parent is not None:
+            tracker.reopen(parent)
+            tracker.set_tags(parent, {CODE_FILES: code_files, **provenance(), **self.search_tag()})
+            log.info(resumed)
+            return parent
+        name = f"sweep {time.strftime('%Y-%m-%d %H:%M:%S')} ({total} runs)"
+        return tracker.start_parent(name, {"harness.sweep": "true", "harness.runs": str(total), SWEEP_HASH: sweep_hash,
+                                           CODE_FILES: code_files, **provenance(), **self.search_tag()})
 
 
 def resume_line(parent: str, total: int, kept: int, stale: list[dict], old_files: dict) -> str:
