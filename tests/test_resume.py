@@ -138,10 +138,13 @@ def test_ctrl_c_after_the_last_job_ends_the_parent_and_says_every_run_is_stored(
     _, err = p.communicate(timeout=60)
     parents, kids = members(uri)
     assert p.returncode == 130 and "Traceback" not in err and "nothing was stored" not in err, err
-    assert len(kids) == TOTAL and all(r.info.status == "FINISHED" for r in kids) and parents[0].info.status == "FINISHED"
-    last = err.strip().splitlines()[-1]
-    assert last == (f"interrupted: all {TOTAL} runs are stored under sweep {parents[0].info.run_id} in sqlite:///mlflow.db; "
-                    "the summary and more: python -m harness.report"), last  # the default store of its directory: no --uri
+    assert len(kids) == TOTAL and all(r.info.status == "FINISHED" for r in kids)
+    last, sweep = err.strip().splitlines()[-1], f"sweep {parents[0].info.run_id} in sqlite:///mlflow.db"
+    if parents[0].info.status == "KILLED":  # under load the Ctrl-C can land before the last job's result is counted
+        assert last == f"interrupted: {TOTAL} of {TOTAL} runs are stored under {sweep}; run the same command again to resume", last
+        return
+    assert parents[0].info.status == "FINISHED"
+    assert last == f"interrupted: all {TOTAL} runs are stored under {sweep}; the summary and more: python -m harness.report", last  # the default store of its directory: no --uri
 
 
 @pytest.mark.parametrize("sig, after", [(signal.SIGINT, 0.3), (signal.SIGINT, 2.0), (signal.SIGTERM, 2.0)],
