@@ -6,9 +6,9 @@ and the job's Python took turns (measured on 2 cores: a 20,000-run sweep kept ab
 process has its own interpreter. Only the rows travel to it, pickled through a pipe; the curves stay in
 the job's process, whose writer thread writes the files first (a run never lacks them).
 
-The protocol, one message each way per chunk: the job sends ``work`` (a picklable callable taking the
-store's :class:`~harness.store.tables.Tables`); the process runs it and answers ``None`` or the error's
-text. At most ``depth`` chunks wait beyond the one being inserted, so memory stays bounded however many
+The protocol, one message each way per chunk: the job sends the chunk's rows (the arguments of
+:meth:`~harness.store.tables.Tables.insert_runs`); the process inserts them and answers ``None`` or the
+error's text. At most ``depth`` chunks wait beyond the one being inserted, so memory stays bounded however many
 runs the job has.
 
 A failure in the process is raised in the job at its next :meth:`WriterProcess.submit` or at
@@ -26,7 +26,6 @@ import pickle
 import signal
 import subprocess
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 
@@ -35,7 +34,7 @@ class WriterError(RuntimeError):
 
 
 class WriterProcess:
-    """Runs submitted callables in order in a process holding its own connection to the sqlite file ``db``."""
+    """Inserts submitted chunks of rows in order, in a process holding its own connection to the sqlite file ``db``."""
 
     def __init__(self, db: Path, depth: int = 1):
         self.db, self.depth = Path(db), depth
@@ -44,8 +43,8 @@ class WriterProcess:
         self._error: str | None = None  # raised once, in the job
         self._failed = False  # and the answers after it (nothing more stored) are not
 
-    def submit(self, work: Callable) -> None:
-        """Send ``work``; blocks while more than ``depth`` chunks are unanswered. Raises an earlier failure."""
+    def submit(self, rows: tuple) -> None:
+        """Send a chunk's rows; blocks while more than ``depth`` chunks are unanswered. Raises an earlier failure."""
         self._raise()
         if self._proc is None:
             self._proc = subprocess.Popen([sys.executable, "-m", "harness.store.process", str(self.db)], stdin=subprocess.PIPE,
@@ -54,7 +53,7 @@ class WriterProcess:
             self._answer()
         self._raise()
         try:
-            pickle.dump(work, self._proc.stdin, protocol=pickle.HIGHEST_PROTOCOL)
+            pickle.dump(rows, self._proc.stdin, protocol=pickle.HIGHEST_PROTOCOL)
             self._proc.stdin.flush()
         except BrokenPipeError:
             self._answer()  # the process ended: its last answer says why
@@ -62,10 +61,9 @@ class WriterProcess:
             raise
         self._waiting += 1
 
-    def close(self, drop: bool = False) -> None:
-        """Wait until every chunk sent is stored and the process has ended; raises what failed there.
-        ``drop`` (after an interrupt) is accepted for the thread's interface: the chunks already sent are
-        computed runs, and storing them takes a fraction of a second."""
+    def close(self) -> None:
+        """Wait until every chunk sent is stored and the process has ended (after an interrupt too: the
+        chunks sent are computed runs, and storing them takes a fraction of a second); raises what failed there."""
         proc, self._proc = self._proc, None
         if proc is None:
             return self._raise()
@@ -108,7 +106,7 @@ def _importable() -> dict[str, str]:
 
 
 def serve(db: Path) -> None:
-    """The process's loop: each chunk read from stdin is run against the store; its answer goes to stdout."""
+    """The process's loop: each chunk of rows read from stdin is inserted; its answer goes to stdout."""
     from harness.store.tables import Tables
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -119,7 +117,7 @@ def serve(db: Path) -> None:
     failed = False
     while True:
         try:
-            work = pickle.load(inp)
+            rows = pickle.load(inp)
         except EOFError:
             break
         error = None
@@ -127,7 +125,7 @@ def serve(db: Path) -> None:
             error = "not stored: an earlier chunk failed"
         else:
             try:
-                work(tables)
+                tables.insert_runs(*rows)
             except BaseException as e:  # noqa: BLE001 - answered to the job, which raises it
                 error, failed = f"{type(e).__name__}: {e}", True
         pickle.dump(error, out)

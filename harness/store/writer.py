@@ -187,7 +187,7 @@ class Tracker:
         for artifact_uri, folder, name, write in files:
             put_file(artifact_uri, folder, name, write)
         if self._inserts is not None:
-            self._inserts.submit(partial(insert_runs, rows))
+            self._inserts.submit(rows)
         else:
             self._writer_tables.insert_runs(*rows)
 
@@ -318,11 +318,6 @@ class Tracker:
         files = [(holder, FOLDER, name, partial(write_batches, schema=schema, batches=batches)),
                  (holder, RUN_TABLES, name, partial(write_run_table, rows=table))] if parent else []
         return ids, files, (runs, tags, params, metrics, latest)
-
-
-def insert_runs(rows: tuple, tables: Tables) -> None:
-    """:meth:`Tables.insert_runs` as the writer process runs it (picklable, with its connection last)."""
-    tables.insert_runs(*rows)
 
 
 def put_file(artifact_uri: str, folder: str, name: str, write, log_artifact=None) -> None:
