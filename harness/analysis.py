@@ -184,7 +184,8 @@ def prepare(raw: pd.DataFrame, proto: Protocol | None = None, tune="half", selec
     ckeys = sorted(c for c in params if not c.startswith("params.problem."))
     df["problem"], _ = _labels(df, ["problem_name"], df["problem_name"], pkeys)
     df["config"], corder = _labels(df, ["problem", "optimizer"], df["optimizer"], ckeys)
-    df["config_order"] = [(*display.order(o), k) for o, k in zip(df["optimizer"], corder)]
+    orders: dict[tuple, tuple] = {}  # one sort key per configuration, shared by its runs
+    df["config_order"] = [orders.get((o, k)) or orders.setdefault((o, k), (*display.order(o), k)) for o, k in zip(df["optimizer"], corder)]
     df["diverged"] = df.get("metrics.diverged", pd.Series(0.0, index=df.index)).fillna(0).astype(float) > 0
     sub = df["metrics.final_suboptimality"] if "metrics.final_suboptimality" in df else pd.Series(np.nan, index=df.index)
     known = sub.notna() | (df["tags.f_star"].notna() if "tags.f_star" in df else False)

@@ -57,9 +57,14 @@ class ProtocolError(ValueError):
 
 
 def identity(df: pd.DataFrame) -> pd.Series:
-    """One 64-bit hash per experiment: every logged parameter, as logged."""
-    cols = sorted(c for c in df.columns if c.startswith("params."))
-    return pd.util.hash_pandas_object(df[cols].astype(object).where(df[cols].notna(), "\x00"), index=False)
+    """One number per experiment (equal numbers, same experiment): every logged parameter, as logged, a
+    missing one as a value of its own. Built a column at a time (a run's numbers so far, paired with the
+    column's value, numbered again), so memory holds two integers a run, not a copy of the columns."""
+    ident = np.zeros(len(df), dtype=np.int64)
+    for c in sorted(c for c in df.columns if c.startswith("params.")):
+        codes, values = pd.factorize(df[c], use_na_sentinel=False)
+        ident, _ = pd.factorize(ident * len(values) + codes)  # < rows x values <= rows**2: no overflow
+    return pd.Series(ident, index=df.index)
 
 
 def count_once(df: pd.DataFrame, proto: Protocol) -> pd.DataFrame:
