@@ -238,7 +238,8 @@ def lr_sensitivity(df: pd.DataFrame, prob: str, target: float, unit: str, col: d
     top = (ok["final"].max() if len(ok) else 1.0) * (30 if log_y else 1.0) + (0 if log_y else 0.1 * max(1.0, abs(ok["final"].max()) if len(ok) else 1.0))
     handles = []
     steps_drawn = False
-    for k, cfg in enumerate(c for c in order if c in set(g["config"])):
+    present = set(g["config"])
+    for k, cfg in enumerate(c for c in order if c in present):
         gc = g[g.config == cfg]
         c, ls = col[cfg]
         good = gc[~gc["diverged"] & np.isfinite(gc["final"])]
