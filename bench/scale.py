@@ -52,8 +52,8 @@ assert len(df) > 0
 SUMMARY = """
 from harness import analysis
 from harness.store import read_runs
-from harness.store.reader import DRAWING_ONLY
-rs = read_runs("sqlite:///{db}", "harness", skip=DRAWING_ONLY)
+from harness.store.reader import NOT_ANALYSED
+rs = read_runs("sqlite:///{db}", "harness", skip=NOT_ANALYSED)
 a = analysis.analyse(rs.runs, analysis.DEFAULT_TARGET)
 assert len(a.bests) > 0
 """

@@ -73,9 +73,9 @@ def _seeds(s: list[int]) -> str:
 def sweep_summary(uri: str, experiment: str, experiment_id: str, parent: str, seconds: float, expected: int) -> str:
     """One screen: runs, divergences, the best lr per (problem, configuration), where to look."""
     from harness.store import read_runs, runs_view, shown_uri
-    from harness.store.reader import DRAWING_ONLY
+    from harness.store.reader import NOT_ANALYSED
 
-    rs = read_runs(uri, experiment, sweep=parent, skip=DRAWING_ONLY)
+    rs = read_runs(uri, experiment, sweep=parent, skip=NOT_ANALYSED)
     a = analysis.analyse(rs.runs, TARGET)
     df, bests = a.df, a.bests
     aside = a.protocol.duplicates + sum(a.protocol.older_code.values())

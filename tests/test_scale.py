@@ -157,23 +157,23 @@ def test_a_failure_in_the_writer_process_fails_the_job_and_leaves_whole_chunks_o
 
 
 def test_the_summary_reads_fewer_columns_into_object_arrays_and_ranks_the_same(tmp_path):
-    """The sweep's summary leaves the drawing-only columns unread (a million runs' frame must fit), and
+    """The sweep's summary leaves the columns the analysis never reads unread (a million runs' frame must fit), and
     every reader gets string columns as object arrays (pandas 3's Arrow strings made each row
     selection a take per column); the analysis of either frame is the same."""
     import pandas as pd
 
     from harness import analysis
     from harness.store import read_runs
-    from harness.store.reader import DRAWING_ONLY
+    from harness.store.reader import NOT_ANALYSED
     from tests.conftest import cli_here
 
     p = cli_here(["tracking.uri=sqlite:///mlflow.db", "problem=rosenbrock", "steps=50", "-m", "optimizer=gd,adam", "lr=0.001,0.01",
                   "seed=range(3)"], cwd=tmp_path)
     assert p.returncode == 0, p.stderr
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    whole, light = read_runs(uri, "harness").runs, read_runs(uri, "harness", skip=DRAWING_ONLY).runs
+    whole, light = read_runs(uri, "harness").runs, read_runs(uri, "harness", skip=NOT_ANALYSED).runs
     assert len(whole) == len(light) == 12
-    assert set(DRAWING_ONLY) <= set(whole.columns) and not set(DRAWING_ONLY) & set(light.columns)
+    assert set(NOT_ANALYSED) <= set(whole.columns) and not set(NOT_ANALYSED) & set(light.columns)
     assert "tags.mlflow.note.content" not in whole  # the UI's link is never read back
     strings = [c for c in whole.columns if c.startswith(("params.", "tags.")) or c == "run_id"]
     assert strings and all(whole[c].dtype == object for c in strings)
@@ -181,3 +181,6 @@ def test_the_summary_reads_fewer_columns_into_object_arrays_and_ranks_the_same(t
     assert len(adam) == 6 and set(adam["params.optimizer"]) == {"adam"} and adam["params.optimizer"].dtype == object
     a, b = analysis.analyse(whole, 1e-6), analysis.analyse(light, 1e-6)
     pd.testing.assert_frame_equal(a.bests.reset_index(drop=True), b.bests.reset_index(drop=True))
+    pd.testing.assert_frame_equal(a.comparisons, b.comparisons)
+    assert set(a.df.columns) - set(b.df.columns) == set(NOT_ANALYSED)  # every column the analysis adds, from either frame
+    pd.testing.assert_frame_equal(a.df[b.df.columns], b.df)
