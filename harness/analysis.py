@@ -38,6 +38,7 @@ import yaml
 
 from harness import inference, metrics
 from harness.protocol import Protocol, budget, cost_to, cost_unit, count_once, selection, split_seeds
+from harness.store.runtable import object_strings
 from optimizers import display
 
 SOLVED = 1e-12  # medians at or below this count as solved (equal)
@@ -184,9 +185,7 @@ def prepare(raw: pd.DataFrame, proto: Protocol | None = None, tune="half", selec
     ckeys = sorted(c for c in params if not c.startswith("params.problem."))
     df["problem"], _ = _labels(df, ["problem_name"], df["problem_name"], pkeys)
     df["config"], corder = _labels(df, ["problem", "optimizer"], df["optimizer"], ckeys)
-    for c in ("problem_name", "optimizer", "params.schedule", "problem", "config"):
-        if c in df:  # params.schedule: only where runs logged a schedule
-            df[c] = texts(df[c])
+    object_strings(df)  # the labels above, astype(str): pandas 3 makes them Arrow-backed, slow to select rows from
     orders: dict[tuple, tuple] = {}  # one sort key per configuration, shared by its runs
     df["config_order"] = [orders.get((o, k)) or orders.setdefault((o, k), (*display.order(o), k)) for o, k in zip(df["optimizer"], corder)]
     df["diverged"] = df.get("metrics.diverged", pd.Series(0.0, index=df.index)).fillna(0).astype(float) > 0
@@ -200,13 +199,6 @@ def prepare(raw: pd.DataFrame, proto: Protocol | None = None, tune="half", selec
     for prob, g in df.groupby("problem"):
         proto.unit[prob] = cost_unit(g)
     return selection(split_seeds(df, tune, proto), select, proto)
-
-
-def texts(s: pd.Series) -> pd.Series:
-    """``s`` as Python strings in an object column. pandas 3 makes ``astype(str)`` columns Arrow-backed,
-    where each row selection of the frame (the report makes hundreds) is an Arrow take per column and
-    each comparison an Arrow kernel: ~0.8 s of a 100,000-run report."""
-    return pd.Series([v if isinstance(v, str) else str(v) for v in s], index=s.index, dtype=object)
 
 
 def problems(df: pd.DataFrame) -> list[str]:

@@ -117,9 +117,8 @@ def _numpy(column) -> np.ndarray:
 
     if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
         coded = column.combine_chunks().dictionary_encode()
-        codes = (coded.indices.fill_null(0) if coded.null_count else coded.indices).to_numpy()
-        values = np.array(coded.dictionary.to_pylist() + [np.nan], dtype=object)
-        return values[np.where(coded.indices.is_valid().to_numpy(zero_copy_only=False), codes, len(values) - 1) if coded.null_count else codes]
+        values = np.array(coded.dictionary.to_pylist() + [np.nan], dtype=object)  # the last: where null
+        return values[coded.indices.fill_null(len(values) - 1).to_numpy()]
     if pa.types.is_integer(column.type) and column.null_count == 0:
         return column.to_numpy()
     return column.to_numpy().astype(np.float64)
