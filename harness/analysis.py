@@ -104,25 +104,46 @@ def _sortable(v) -> tuple:
     return (1, 0.0, str(v))
 
 
-def _labels(df: pd.DataFrame, by: list[str], name: pd.Series, keys: list[str]) -> tuple[pd.Series, pd.Series]:
-    """Per row: ``name (k=v, ...)`` over the keys that vary within its ``by`` group, and a sort key."""
-    label = name.astype(str).copy()
-    order = pd.Series([()] * len(df), index=df.index, dtype=object)
-    for _, g in df.groupby(by, sort=False):
-        vals = canonical_frame(g[[k for k in keys if k in g]])
-        if "params.problem.x0" in vals:
-            vals["params.problem.x0"] = vals["params.problem.x0"].replace("None", "random")
-        if "params.batch_size" in vals:  # null, or not logged (older runs): the full batch
-            vals["params.batch_size"] = vals["params.batch_size"].replace({"None": "full", "–": "full"})
-        varying = [k for k in vals if vals[k].nunique() > 1]
+def _labels(df: pd.DataFrame, by: list[str], name: str, keys: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Per row: ``name (k=v, ...)`` over the keys that vary within its ``by`` group (``name``: a column
+    constant within each group), and a sort key. Object arrays whose rows share one string and one tuple
+    per distinct label; each key is spelled once per distinct value (a million runs hold a few)."""
+    codes, names = pd.factorize(df[name])
+    label = np.asarray(names, dtype=object)[codes]
+    order = np.empty(len(df), dtype=object)
+    order.fill(())
+    spelled = {k: _spelled(df[k]) for k in keys if k in df}
+    for rows in df.groupby(by, sort=False).indices.values():
+        varying = [k for k, (c, _) in spelled.items() if (c[rows] != c[rows[0]]).any()]
         if not varying:
             continue
-        combos = vals[varying].drop_duplicates()  # label each distinct combination once, then every row by lookup
-        at = pd.MultiIndex.from_frame(combos).get_indexer(pd.MultiIndex.from_frame(vals[varying]))
-        parts = combos.apply(lambda r, v=varying: ", ".join(f"{_short(k)}={r[k]}" for k in v), axis=1).to_numpy()[at]
-        label[g.index] = name[g.index].astype(str) + " (" + parts + ")"
-        order[g.index] = combos.apply(lambda r, v=varying: tuple(_sortable(r[k]) for k in v), axis=1).to_numpy()[at]
+        combos, at = np.unique(np.stack([spelled[k][0][rows] for k in varying], axis=1), axis=0, return_inverse=True)
+        values = [[spelled[k][1][c] for k, c in zip(varying, combo)] for combo in combos]
+        head = label[rows[0]]
+        label[rows] = _objects([f"{head} ({', '.join(f'{_short(k)}={v}' for k, v in zip(varying, vs))})" for vs in values])[at.reshape(-1)]
+        order[rows] = _objects([tuple(map(_sortable, vs)) for vs in values])[at.reshape(-1)]
     return label, order
+
+
+def _spelled(col: pd.Series) -> tuple[np.ndarray, list[str]]:
+    """A param column as (a code per row, the :func:`canonical` spelling of each code): values spelled
+    alike share a code. A null x0 reads ``random``; a null or missing batch size, ``full``."""
+    raw, uniques = pd.factorize(col.astype(object), use_na_sentinel=False)
+    spellings = [canonical(v) for v in uniques]
+    if col.name == "params.problem.x0":
+        spellings = ["random" if v == "None" else v for v in spellings]
+    if col.name == "params.batch_size":
+        spellings = ["full" if v in ("None", "–") else v for v in spellings]
+    codes, distinct = pd.factorize(np.array(spellings, dtype=object))
+    return codes[raw], list(distinct)
+
+
+def _objects(items: list) -> np.ndarray:
+    """``items`` as a 1-D object array (tuples stay elements; ``np.array`` would make them rows)."""
+    out = np.empty(len(items), dtype=object)
+    for i, v in enumerate(items):
+        out[i] = v
+    return out
 
 
 def canonical_frame(frame: pd.DataFrame) -> pd.DataFrame:
@@ -183,9 +204,10 @@ def prepare(raw: pd.DataFrame, proto: Protocol | None = None, tune="half", selec
     params = [c for c in df.columns if c.startswith("params.") and c not in POOLED and not c.startswith("params.schedule.")]
     pkeys = sorted(c for c in params if c.startswith("params.problem."))
     ckeys = sorted(c for c in params if not c.startswith("params.problem."))
-    df["problem"], _ = _labels(df, ["problem_name"], df["problem_name"], pkeys)
-    df["config"], corder = _labels(df, ["problem", "optimizer"], df["optimizer"], ckeys)
-    object_strings(df)  # the labels above, astype(str): pandas 3 makes them Arrow-backed, slow to select rows from
+    object_strings(df)  # the columns of astype(str) above: pandas 3 makes them Arrow-backed, slow to select rows from
+    df["problem"] = pd.Series(_labels(df, ["problem_name"], "problem_name", pkeys)[0], index=df.index, dtype=object)
+    config, corder = _labels(df, ["problem", "optimizer"], "optimizer", ckeys)
+    df["config"] = pd.Series(config, index=df.index, dtype=object)
     orders: dict[tuple, tuple] = {}  # one sort key per configuration, shared by its runs
     df["config_order"] = [orders.get((o, k)) or orders.setdefault((o, k), (*display.order(o), k)) for o, k in zip(df["optimizer"], corder)]
     df["diverged"] = df.get("metrics.diverged", pd.Series(0.0, index=df.index)).fillna(0).astype(float) > 0
@@ -305,11 +327,12 @@ def best(df: pd.DataFrame, target: float, proto: Protocol) -> pd.DataFrame:
     """One row per (problem, config): its best lr chosen on the tuning seeds, and every number at it
     from the reporting seeds; ranked within the problem (rank 1 = best) on the reporting seeds."""
     rows = []
-    for (prob, cfg), g in df.groupby(["problem", "config"], sort=False):
+    numbers = df[[c for c in df.columns if not c.startswith(("params.", "tags."))]]  # a group's copy holds these alone
+    for (prob, cfg), g in numbers.groupby(["problem", "config"], sort=False):
         unit, minima = proto.unit[prob], has_minima(g)
         t = lr_table(g[g["tuning"]], target, unit)
         b = choose_lr(t, minima)
-        at = at_best(df, prob, cfg, b["lr"])
+        at = at_best(g, prob, cfg, b["lr"])
         rows.append(_report_row(g, at, t, b, target, unit, minima))
     out = pd.DataFrame(rows)
     out["rank"] = 0
