@@ -360,7 +360,7 @@ def test_a_filter_selects_the_runs_that_mlflow_search_selects(sweep, flt):
 def test_run_tables_read_file_by_file_into_the_columns_a_reader_expects(tmp_path):
     """read_run_tables over files of different columns: a column a file lacks is null in its rows (numbers
     NaN, strings NaN in an object column), a run stored twice comes once (from the first file), runs not
-    asked for and skipped columns stay out, strings are numpy objects (not pandas 3's Arrow strings) and
+    asked for and skipped columns stay out, runs no file holds are named, ids are the caller's strings, strings are numpy objects (not pandas 3's Arrow strings) and
     start_time stays int64."""
     from harness.store.runtable import read_run_tables, write_run_table
 
@@ -373,9 +373,11 @@ def test_run_tables_read_file_by_file_into_the_columns_a_reader_expects(tmp_path
                                            {**base("r1", 99), "params.lr": "stale", "metrics.final_loss": 0.0},
                                            {**base("other", 13), "params.lr": "0.4"}])
     write_run_table(folder / "c.parquet", [{**base("nobody", 14), "params.lr": "0.5"}])
-    df = read_run_tables([folder, tmp_path / "missing"], ["r1", "r2", "r3"], skip=("run_name",))
+    ids = ["r1", "r2", "lost", "r3"]
+    df, missing = read_run_tables([folder, tmp_path / "missing"], ids, skip=("run_name",))
+    assert missing == ["lost"]
     assert list(df.columns) == ["run_id", "start_time", "params.lr", "metrics.final_loss", "tags.note", "params.optimizer.betas"]
-    assert df["run_id"].tolist() == ["r1", "r2", "r3"]
+    assert df["run_id"].tolist() == ["r1", "r2", "r3"] and all(a is b for a, b in zip(df["run_id"], ids[:2] + ids[3:]))  # the caller's strings
     assert df["start_time"].dtype == np.int64 and df["start_time"].tolist() == [10, 11, 12]
     assert df["params.lr"].tolist() == ["0.1", "0.2", "0.3"]
     assert all(df[c].dtype == object for c in ("run_id", "params.lr", "tags.note", "params.optimizer.betas"))
@@ -383,4 +385,4 @@ def test_run_tables_read_file_by_file_into_the_columns_a_reader_expects(tmp_path
     assert loss.dtype == np.float64 and loss[0] == 1.5 and np.isinf(loss[1]) and np.isnan(loss[2])
     assert df["tags.note"].iloc[0] == "x" and all(isinstance(v, float) and np.isnan(v) for v in df["tags.note"].iloc[1:])
     assert df["params.optimizer.betas"].isna().tolist() == [True, True, False]
-    assert read_run_tables([folder], ["nobody-stored"]) is None
+    assert read_run_tables([folder], ["nobody-stored"]) == (None, ["nobody-stored"])

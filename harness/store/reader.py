@@ -190,10 +190,8 @@ def _frame_of(tables: Tables, status: dict[str, str], parent_artifacts: list[str
     import pandas as pd
 
     folders = [f / RUN_TABLES for f in map(local_artifact_dir, parent_artifacts) if f is not None]
-    df = read_run_tables(folders, list(status), skip)
+    df, rest = read_run_tables(folders, list(status), skip)
     parts = [] if df is None else [df]
-    known = set(df["run_id"]) if df is not None else set()
-    rest = [r for r in status if r not in known]
     if rest or not parts:
         parts.append(tables.frame(rest).drop(columns="status", errors="ignore"))
     out = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0].reset_index(drop=True)

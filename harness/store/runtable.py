@@ -45,10 +45,11 @@ def _type(name: str):
 
 
 def read_run_tables(folders: list[Path], run_ids: list[str], skip: tuple[str, ...] = ()):
-    """The rows of ``run_ids`` in the run tables of ``folders``, as one DataFrame (a column that a file
-    lacks is null in its rows; a run in several files once, from the first), or None when no file holds
-    one. Columns in ``skip`` and the UI's note are left unread. Strings come back as object arrays, one
-    Python string per distinct value of a file (NaN where null); numbers as float64 (``start_time``:
+    """(rows, missing): the rows of ``run_ids`` in the run tables of ``folders``, as one DataFrame (a
+    column that a file lacks is null in its rows; a run in several files once, from the first), or None
+    when no file holds one; and the ids that no file holds, in their order. Columns in ``skip`` and the
+    UI's note are left unread. Strings come back as object arrays, one Python string per distinct value
+    of a file (NaN where null), the ids as the caller's strings; numbers as float64 (``start_time``:
     int64 where no row lacks it).
 
     Each file's rows go straight into numpy columns of the final size (at most ``len(run_ids)`` rows):
@@ -61,28 +62,30 @@ def read_run_tables(folders: list[Path], run_ids: list[str], skip: tuple[str, ..
 
     files = [f for folder in folders if folder.is_dir() for f in sorted(folder.glob("*.parquet"))]
     left_out = {f"tags.{NOTE}", *skip}  # the note: the UI's link to the curves, not read back
-    wanted, seen = set(run_ids), set()
+    wanted = {rid: rid for rid in run_ids}  # each popped when found: read once, from the first file, as the caller's string
+    size = len(wanted)
     columns: dict[str, _Column] = {}
     n = 0
     for f in files:
         names = [c for c in pq.read_schema(f).names if c not in left_out]
         t = pq.read_table(f, columns=names, use_threads=False)
         ids = t.column("run_id").to_pylist()
-        keep = np.fromiter((rid in wanted and rid not in seen for rid in ids), dtype=bool, count=len(ids))
+        kept = [wanted.pop(rid, None) for rid in ids]
+        keep = np.fromiter((rid is not None for rid in kept), dtype=bool, count=len(kept))
         if not keep.any():
             continue
-        kept = [rid for rid, k in zip(ids, keep) if k]
-        seen.update(kept)
+        kept = [rid for rid in kept if rid is not None]
         for name in names:
             values = np.array(kept, dtype=object) if name == "run_id" else _numpy(t.column(name))[keep]
             if name not in columns:
-                columns[name] = _Column(values.dtype, len(wanted))
+                columns[name] = _Column(values.dtype, size)
             columns[name].put(n, values)
         n += len(kept)
+    missing = list(wanted)
     if not n:
-        return None
+        return None, missing
     # object strings stay objects (pandas 3 would infer its Arrow-backed string dtype)
-    return pd.DataFrame({k: pd.Series(v := c.values(n), dtype=v.dtype, copy=False) for k, c in _drained(columns)}, copy=False)
+    return pd.DataFrame({k: pd.Series(v := c.values(n), dtype=v.dtype, copy=False) for k, c in _drained(columns)}, copy=False), missing
 
 
 class _Column:
