@@ -339,6 +339,9 @@ def test_the_cnn_keeps_the_numbers_it_had_before_it_became_a_network_problem():
     )
     grid = members({"lr": 0.01, "seed": 0}, {"lr": 0.05, "seed": 1}, {"lr": 0.1, "seed": 2})
     (three,), _ = plan(make_cfg(*common, grid))
+    # The batched convolutions take the CPU's own kernels: on an AVX2-only CPU (torch's capability "AVX2")
+    # the lr=0.1 member ends 0.19% off the numbers recorded on another CPU, the others within 1e-6. A
+    # wrong lr or seed per member moves these losses by far more (they differ by 2-4x from each other).
     np.testing.assert_allclose(
-        run_batch(three).loss[20], [2.156496524810791, 0.8993432521820068, 0.5298410058021545], rtol=1e-6
+        run_batch(three).loss[20], [2.156496524810791, 0.8993432521820068, 0.5298410058021545], rtol=5e-3
     )
